@@ -1,0 +1,24 @@
+/* ftrt: CPython's "Initialization, Finalization, and Threads" C API on a
+ * free-threaded runtime.  The umbrella header, as in CPython:
+ *
+ *     #include <Python.h>      // cc $(pkg-config --cflags ftrt) ...
+ *
+ * pyconfig.h decides the build: Py_GIL_DISABLED is defined for libftrt and
+ * not for libftrt-gil.
+ */
+#ifndef Py_PYTHON_H
+#define Py_PYTHON_H
+
+#include <pyconfig.h>   /* angle brackets: the variant's -I directory wins */
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyport.h"
+#include "pyerrors.h"
+#include "pymem.h"
+#include "lock.h"
+#include "pythread.h"
+
+#endif /* Py_PYTHON_H */
