@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Install the build into a scratch DESTDIR and use it as a consumer would.
+
+Checks, for both pkg-config modules (ftrt, ftrt-gil):
+  - `pkg-config --cflags --libs` is all a consumer needs to compile and link
+    examples/counter.c against the installed headers and library;
+  - the free-threaded module's pyconfig.h defines Py_GIL_DISABLED and the GIL
+    module's does not (the program prints which build it was compiled for);
+  - the library exports only the public API (Py*, _Py*, PY*) and the
+    exported slow paths of inline functions (ft_*_slow), nothing internal;
+  - installed executables carry an rpath to the installed libdir.
+usage: check_install.py BUILD_DIR SOURCE_DIR
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+build, source = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+with tempfile.TemporaryDirectory() as dest:
+    run(['meson', 'install', '-C', build, '--no-rebuild', '--quiet', '--destdir', dest])
+    pcs = glob.glob(os.path.join(dest, '**', 'pkgconfig', 'ftrt.pc'), recursive=True)
+    if len(pcs) != 1:
+        sys.exit(f'FAIL: expected one installed ftrt.pc, found {pcs}')
+    pcdir = os.path.dirname(pcs[0])
+    libdir = os.path.dirname(pcdir)
+    env = dict(os.environ, PKG_CONFIG_PATH=pcdir, PKG_CONFIG_SYSROOT_DIR=dest,
+               LD_LIBRARY_PATH=libdir)
+    cc = os.environ.get('CC', 'cc')
+    expect = {'ftrt': 'ftrt free-threaded: counter=400000',
+              'ftrt-gil': 'ftrt-gil GIL: counter=400000'}
+    for module, want in expect.items():
+        flags = run(['pkg-config', '--cflags', '--libs', module], env=env).split()
+        exe = os.path.join(dest, 'counter-' + module)
+        run([cc, '-std=c11', '-Wall', '-Werror', '-o', exe,
+             os.path.join(source, 'examples', 'counter.c')] + flags, env=env)
+        out = run([exe], env=env).strip()
+        print(f'{module}: {out}')
+        if out != want:
+            failures.append(f'{module}: printed {out!r}, expected {want!r}')
+
+    allowed = re.compile(r'^(Py|_Py|PY)\w*$|^ft_\w+_slow$')
+    for lib in ('libftrt.so', 'libftrt-gil.so'):
+        path = os.path.join(libdir, lib)
+        syms = run(['nm', '-D', '--defined-only', path]).split('\n')
+        names = [l.split()[-1] for l in syms if l.strip() and l.split()[1] in 'TDBRW']
+        leaked = [n for n in names if not allowed.match(n)]
+        print(f'{lib}: {len(names)} exported symbols')
+        if leaked:
+            failures.append(f'{lib} exports internal symbols: {leaked}')
+        if 'PyMutex_Lock' not in names:
+            failures.append(f'{lib} does not export PyMutex_Lock')
+
+    for exe in glob.glob(os.path.join(dest, '**', 'bin', '*'), recursive=True):
+        dyn = run(['readelf', '-d', exe])
+        m = re.search(r'\((?:RUNPATH|RPATH)\).*\[(.*)\]', dyn)
+        print(f'{os.path.basename(exe)}: rpath {m.group(1) if m else None}')
+        if 'NEEDED' in dyn and 'libftrt' in dyn and not m:
+            failures.append(f'{exe} links libftrt but has no rpath')
+
+for f in failures:
+    print('FAIL:', f)
+sys.exit(1 if failures else 0)
