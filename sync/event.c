@@ -91,13 +91,7 @@ ft_event_wait_timed(ft_event *e, int64_t timeout_ns, ft_lock_flags flags)
     /* One absolute deadline; each park gets what is left of it.  A negative
      * timeout, or one so large that the deadline would overflow, is
      * "forever". */
-    int64_t deadline = -1;
-    if (timeout_ns >= 0) {
-        int64_t now = ft_monotonic_ns();
-        if (timeout_ns <= INT64_MAX - now) {
-            deadline = now + timeout_ns;
-        }
-    }
+    int64_t deadline = ft_deadline_after(timeout_ns);
 
     for (;;) {
         /* acquire: pairs with the release exchange in ft_event_set */
@@ -106,12 +100,9 @@ ft_event_wait_timed(ft_event *e, int64_t timeout_ns, ft_lock_flags flags)
             return true;
         }
 
-        int64_t remaining = -1;
-        if (deadline >= 0) {
-            remaining = deadline - ft_monotonic_ns();
-            if (remaining <= 0) {
-                return false;   /* (the byte may stay 2: harmless) */
-            }
+        int64_t remaining = ft_deadline_remaining(deadline);
+        if (remaining == 0) {
+            return false;   /* (the byte may stay 2: harmless) */
         }
 
         if (v == FT_EVENT_UNSET) {

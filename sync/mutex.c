@@ -74,9 +74,9 @@ ft_mutex_lock_timed(PyMutex *m, int64_t timeout_ns, ft_lock_flags flags)
         return PY_LOCK_FAILURE;
     }
 
-    int64_t now = ft_monotonic_ns();
-    int64_t endtime = timeout_ns > 0 ? now + timeout_ns : -1;
-    struct mutex_waiter waiter = { .time_to_be_fair = now + TIME_TO_BE_FAIR_NS };
+    /* (timeout_ns 0 never parks: the loop fails before that) */
+    int64_t endtime = timeout_ns > 0 ? ft_deadline_after(timeout_ns) : -1;
+    struct mutex_waiter waiter = { .time_to_be_fair = ft_monotonic_ns() + TIME_TO_BE_FAIR_NS };
     int park_flags = ((flags & FT_LOCK_DETACH) ? FT_PARK_DETACH : 0) |
                      ((flags & FT_LOCK_FAIL_IF_INTERRUPTED) ? FT_PARK_INTERRUPTIBLE : 0);
     int spins = 0;
@@ -108,13 +108,7 @@ ft_mutex_lock_timed(PyMutex *m, int64_t timeout_ns, ft_lock_flags flags)
             v = want;
         }
 
-        int64_t remaining = -1;
-        if (endtime >= 0) {
-            remaining = endtime - ft_monotonic_ns();
-            if (remaining < 0) {
-                remaining = 0;
-            }
-        }
+        int64_t remaining = ft_deadline_remaining(endtime);
         ft_park_result r = ft_parking_lot_park(&m->_bits, &v, sizeof v, remaining,
                                                &waiter, park_flags);
         if (r == FT_PARK_OK && __atomic_load_n(&waiter.handed_off, __ATOMIC_RELAXED)) {
@@ -124,7 +118,7 @@ ft_mutex_lock_timed(PyMutex *m, int64_t timeout_ns, ft_lock_flags flags)
         if (r == FT_PARK_INTR && (flags & FT_LOCK_FAIL_IF_INTERRUPTED)) {
             return PY_LOCK_INTR;
         }
-        if (endtime >= 0 && ft_monotonic_ns() >= endtime) {
+        if (ft_deadline_remaining(endtime) == 0) {
             timeout_ns = 0;   /* one last try below, then fail */
         }
         v = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);

@@ -157,7 +157,7 @@ ft_parking_lot_park(const void *addr, const void *expected, size_t size,
     struct bucket *b = bucket_of(addr);
     struct wait_entry entry = { .addr = addr, .park_arg = park_arg };
     ft_semaphore_init(&entry.sema);
-    int64_t deadline = timeout_ns < 0 ? -1 : ft_monotonic_ns() + timeout_ns;
+    int64_t deadline = ft_deadline_after(timeout_ns);
 
     ft_raw_mutex_lock(&b->mutex);
     if (!value_matches(addr, expected, size)) {

@@ -47,6 +47,29 @@ static const bool ft_sanitize_thread = false;
 /* CLOCK_MONOTONIC in nanoseconds.  Cannot fail on Linux; fatal if it does. */
 FT_INTERNAL int64_t ft_monotonic_ns(void);
 
+/* Absolute CLOCK_MONOTONIC deadline for a relative timeout in ns: -1 (no
+ * deadline) for a negative timeout or one so large the sum would overflow. */
+static inline int64_t
+ft_deadline_after(int64_t timeout_ns)
+{
+    if (timeout_ns < 0) {
+        return -1;
+    }
+    int64_t now = ft_monotonic_ns();
+    return timeout_ns <= INT64_MAX - now ? now + timeout_ns : -1;
+}
+
+/* Time left until a deadline from ft_deadline_after: -1 for none, else >= 0. */
+static inline int64_t
+ft_deadline_remaining(int64_t deadline)
+{
+    if (deadline < 0) {
+        return -1;
+    }
+    int64_t left = deadline - ft_monotonic_ns();
+    return left > 0 ? left : 0;
+}
+
 /* Fatal error naming a failing system call and its errno value. */
 FT_INTERNAL void _Py_NO_RETURN ft_fatal_errno(const char *func, const char *call, int err);
 
