@@ -39,10 +39,7 @@ PyThread_acquire_lock_timed(PyThread_type_lock lock, PY_TIMEOUT_T microseconds,
 {
     PyMutex *m = (PyMutex *)lock;
 
-    /* Fast path: an uncontended lock, whatever the timeout. */
-    uint8_t expected = _Py_UNLOCKED;
-    if (__atomic_compare_exchange_n(&m->_bits, &expected, _Py_LOCKED, 0,
-                                    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    if (ft_mutex_lock_fast(m)) {   /* uncontended, whatever the timeout */
         return PY_LOCK_ACQUIRED;
     }
 
@@ -74,9 +71,7 @@ void
 PyThread_release_lock(PyThread_type_lock lock)
 {
     PyMutex *m = (PyMutex *)lock;
-    uint8_t expected = _Py_LOCKED;
-    if (__atomic_compare_exchange_n(&m->_bits, &expected, _Py_UNLOCKED, 0,
-                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    if (ft_mutex_unlock_fast(m)) {
         return;
     }
     /* Waiters to wake, or not locked at all. */

@@ -23,14 +23,30 @@ typedef enum ft_lock_flags {
 FT_INTERNAL PyLockStatus ft_mutex_lock_timed(PyMutex *m, int64_t timeout_ns,
                                              ft_lock_flags flags);
 
-/* Lock without detaching: for runtime-internal locks that must never let a
- * stop-the-world in while they are being waited for. */
+/* The inline fast paths of PyMutex_Lock / PyMutex_Unlock as predicates:
+ * 0 -> 1 with acquire, 1 -> 0 with release.  False means "take a slow path". */
+static inline bool
+ft_mutex_lock_fast(PyMutex *m)
+{
+    uint8_t expected = _Py_UNLOCKED;
+    return __atomic_compare_exchange_n(&m->_bits, &expected, _Py_LOCKED, 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static inline bool
+ft_mutex_unlock_fast(PyMutex *m)
+{
+    uint8_t expected = _Py_LOCKED;
+    return __atomic_compare_exchange_n(&m->_bits, &expected, _Py_UNLOCKED, 0,
+                                       __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
+/* Lock with explicit flags; FT_LOCK_DONT_DETACH is for runtime-internal
+ * locks that must never let a stop-the-world in while they are waited for. */
 static inline void
 ft_mutex_lock_flags(PyMutex *m, ft_lock_flags flags)
 {
-    uint8_t expected = _Py_UNLOCKED;
-    if (!__atomic_compare_exchange_n(&m->_bits, &expected, _Py_LOCKED, 0,
-                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    if (!ft_mutex_lock_fast(m)) {
         (void)ft_mutex_lock_timed(m, -1, flags);
     }
 }
@@ -38,10 +54,8 @@ ft_mutex_lock_flags(PyMutex *m, ft_lock_flags flags)
 static inline bool
 ft_mutex_trylock(PyMutex *m)
 {
-    uint8_t expected = _Py_UNLOCKED;
-    return __atomic_compare_exchange_n(&m->_bits, &expected, _Py_LOCKED, 0,
-                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
-        || ft_mutex_lock_timed(m, 0, FT_LOCK_DONT_DETACH) == PY_LOCK_ACQUIRED;
+    return ft_mutex_lock_fast(m) ||
+           ft_mutex_lock_timed(m, 0, FT_LOCK_DONT_DETACH) == PY_LOCK_ACQUIRED;
 }
 
 /* Unlock; returns -1 (changing nothing) if m was not locked, so callers can
