@@ -94,6 +94,7 @@ static const subject_desc mutex_subjects[] = {
     {"pymutex", "PyMutex"},
     {"pthread", "pthread_mutex_t"},
     {"legacy", "legacy lock"},
+    {"floor", "2 locked CAS (floor)"},
 };
 
 static const workload_desc workloads[] = {

@@ -11,7 +11,11 @@
  *     barrier between them (as CPython's reference benchmark does).  Unit:
  *     ns per lock+unlock pair, loop overhead included (well under 1 ns).
  *     Each sample runs a calibrated number of iterations lasting about
- *     sample_ns.
+ *     sample_ns.  A fourth subject, "floor", is the same loop with two bare
+ *     locked compare-and-swaps on a byte (0 -> 1, 1 -> 0) and no lock
+ *     semantics: what any CAS-based lock must pay on this CPU, since both
+ *     PyMutex and pthread need one locked instruction to lock and one to
+ *     unlock (the unlock must see the has-waiters bit atomically).
  *
  * measure=contended threads=T   T threads, released together by a start
  *     barrier, loop for a fixed wall time (sample_ns):
@@ -198,6 +202,23 @@ timed_legacy(void *g, uint64_t iters)
 
 static bench_timed_fn *const timed_fns[N_LOCKS] = {timed_pymutex, timed_pthread, timed_legacy};
 
+/* The hardware floor: two locked CAS per iteration, nothing else. */
+static int64_t
+timed_cas_floor(void *arg, uint64_t iters)
+{
+    guarded *g = arg;
+    uint8_t *byte = &g->pymutex._bits;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        uint8_t expected = 0;
+        __atomic_compare_exchange_n(byte, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+        bench_compiler_barrier();
+        expected = 1;
+        __atomic_compare_exchange_n(byte, &expected, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    }
+    return bench_now_ns() - t0;
+}
+
 static int
 measure_uncontended(const bench_params *p, FILE *out, guarded *g)
 {
@@ -215,6 +236,13 @@ measure_uncontended(const bench_params *p, FILE *out, guarded *g)
         }
     }
     print_results(out, p, "ns/op", ns);
+
+    uint64_t floor_iters = bench_calibrate(timed_cas_floor, g, p->sample_ns);
+    double floor_ns[BENCH_MAX_SAMPLES];
+    for (int s = 0; s < p->samples; s++) {
+        floor_ns[s] = (double)timed_cas_floor(g, floor_iters) / (double)floor_iters;
+    }
+    print_pair(out, p, "floor", "ns/op", floor_ns);
     return 0;
 }
 
