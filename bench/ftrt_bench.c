@@ -72,6 +72,9 @@ typedef struct measure_desc {
 typedef struct subject_desc {
     const char *name;
     const char *label;
+    /* a reference figure printed by one measure only, with no ratio to the
+     * baseline (e.g. the hardware floor); NULL for a compared subject */
+    const char *reference_in;
 } subject_desc;
 
 typedef struct workload_desc {
@@ -91,10 +94,10 @@ static const measure_desc mutex_measures[] = {
 };
 
 static const subject_desc mutex_subjects[] = {
-    {"pymutex", "PyMutex"},
-    {"pthread", "pthread_mutex_t"},
-    {"legacy", "legacy lock"},
-    {"floor", "2 locked CAS (floor)"},
+    {"pymutex", "PyMutex", NULL},
+    {"pthread", "pthread_mutex_t", NULL},
+    {"legacy", "legacy lock", NULL},
+    {"floor", "2 locked CAS (floor)", "uncontended"},
 };
 
 static const workload_desc workloads[] = {
@@ -854,7 +857,12 @@ smoke_check(FILE *out, const job *jobs, size_t n_jobs)
         const workload_desc *w = jobs[j].w;
         for (size_t s = 0; s < 2 * w->n_subjects; s++) {
             char subject[64];
-            const char *name = w->subjects[s % w->n_subjects].name;
+            const subject_desc *sd = &w->subjects[s % w->n_subjects];
+            const char *name = sd->name;
+            if (sd->reference_in && (s >= w->n_subjects ||
+                                     strcmp(sd->reference_in, jobs[j].m->name) != 0)) {
+                continue;
+            }
             if (s < w->n_subjects) {
                 snprintf(subject, sizeof subject, "%s", name);
             }
