@@ -34,8 +34,11 @@
  *     also carries the previous owner's writes.
  *
  * Spinning: a locker that finds the mutex held and nobody parked yields the
- * CPU up to MAX_SPINS times before parking (free-threaded build only: with a
- * GIL the holder cannot run while we spin, so the GIL build parks at once).
+ * CPU up to MAX_SPINS times before parking.  In the GIL build a locker that
+ * holds the GIL parks at once instead: the holder of the mutex cannot run
+ * until the locker releases the GIL (which parking does).  CPython's GIL build
+ * never spins; ours still spins for threads without the GIL, which are not
+ * serialised by it.  The runtime says who holds the GIL through a probe.
  * Fairness: a waiter records when it started waiting; after 1 ms the next
  * unlock hands the lock to it directly.  Before that, barging keeps the lock
  * with the running thread, which is what makes contended throughput high.
@@ -45,7 +48,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#define MAX_SPINS           (ft_free_threaded ? 40 : 0)
+#define MAX_SPINS           40
 #define TIME_TO_BE_FAIR_NS  FT_NS_PER_MS
 
 /* The waiter's record, on its stack, handed to the unparker as park_arg. */
@@ -53,6 +56,25 @@ struct mutex_waiter {
     int64_t time_to_be_fair;   /* written by the waiter before parking */
     bool handed_off;           /* written by the unlocker's callback */
 };
+
+static ft_gil_probe *_Atomic gil_probe;
+
+void
+ft_mutex_set_gil_probe(ft_gil_probe *holds_gil)
+{
+    atomic_store_explicit(&gil_probe, holds_gil, memory_order_release);
+}
+
+/* How many times a waiter may yield before parking. */
+static int
+spin_limit(void)
+{
+    if (ft_free_threaded) {
+        return MAX_SPINS;
+    }
+    ft_gil_probe *holds_gil = atomic_load_explicit(&gil_probe, memory_order_acquire);
+    return holds_gil && holds_gil() ? 0 : MAX_SPINS;
+}
 
 static inline bool
 cas_bits(PyMutex *m, uint8_t *expected, uint8_t desired, int success_order)
@@ -80,6 +102,7 @@ ft_mutex_lock_timed(PyMutex *m, int64_t timeout_ns, ft_lock_flags flags)
     int park_flags = ((flags & FT_LOCK_DETACH) ? FT_PARK_DETACH : 0) |
                      ((flags & FT_LOCK_FAIL_IF_INTERRUPTED) ? FT_PARK_INTERRUPTIBLE : 0);
     int spins = 0;
+    int max_spins = spin_limit();
 
     for (;;) {
         if (!(v & _Py_LOCKED)) {
@@ -92,7 +115,7 @@ ft_mutex_lock_timed(PyMutex *m, int64_t timeout_ns, ft_lock_flags flags)
         if (timeout_ns == 0) {
             return PY_LOCK_FAILURE;
         }
-        if (!(v & _Py_HAS_PARKED) && spins < MAX_SPINS) {
+        if (!(v & _Py_HAS_PARKED) && spins < max_spins) {
             /* nobody queued yet: let the holder run and finish */
             sched_yield();
             spins++;

@@ -58,6 +58,14 @@ ft_mutex_trylock(PyMutex *m)
            ft_mutex_lock_timed(m, 0, FT_LOCK_DONT_DETACH) == PY_LOCK_ACQUIRED;
 }
 
+/* GIL build only: the runtime registers a probe that says whether the
+ * calling thread holds the GIL.  A waiter that holds it parks at once, since
+ * the mutex holder cannot run until the waiter lets the GIL go; any other
+ * waiter (free-threaded build, or a thread without the GIL) spins briefly
+ * first.  Until a probe is registered nobody holds a GIL. */
+typedef bool ft_gil_probe(void);
+FT_INTERNAL void ft_mutex_set_gil_probe(ft_gil_probe *holds_gil);
+
 /* Unlock; returns -1 (changing nothing) if m was not locked, so callers can
  * name themselves in the fatal error. */
 FT_INTERNAL int ft_mutex_try_unlock(PyMutex *m);
