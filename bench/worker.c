@@ -14,9 +14,12 @@
  *
  * A new workload is a file like mutex.c plus one line in the table below
  * and its description in ftrt_bench.c.
+ *
+ * The workers link the installed shared library and see only <Python.h>, as
+ * an extension would: the inline fast paths come from the public headers and
+ * the slow paths are calls into libftrt.so / libftrt-gil.so.
  */
-#include "ft_alloc.h"
-#include "ft_core.h"
+#include <Python.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,8 +102,13 @@ main(int argc, char **argv)
         fprintf(stderr, "worker: cannot start a thread\n");
         return 1;
     }
+#ifdef Py_GIL_DISABLED
+    const int free_threaded = 1;
+#else
+    const int free_threaded = 0;
+#endif
     printf("info variant=%s free_threaded=%d allocator=%s version=%s\n",
-           FTRT_VARIANT, ft_free_threaded ? 1 : 0, ft_allocator_name(), FTRT_VERSION);
+           FTRT_VARIANT, free_threaded, FTRT_BENCH_ALLOCATOR, FTRT_VERSION);
     fflush(stdout);
 
     int rc = run(&p, stdout);

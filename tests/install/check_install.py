@@ -8,7 +8,8 @@ Checks, for both pkg-config modules (ftrt, ftrt-gil):
     module's does not (the program prints which build it was compiled for);
   - the library exports only the public API (Py*, _Py*, PY*) and the
     exported slow paths of inline functions (ft_*_slow), nothing internal;
-  - installed executables carry an rpath to the installed libdir.
+  - installed executables that link libftrt carry an rpath to the installed
+    libdir, and the installed ftrt-bench runs the installed workers.
 usage: check_install.py BUILD_DIR SOURCE_DIR
 """
 import glob
@@ -60,12 +61,32 @@ with tempfile.TemporaryDirectory() as dest:
         if 'PyMutex_Lock' not in names:
             failures.append(f'{lib} does not export PyMutex_Lock')
 
-    for exe in glob.glob(os.path.join(dest, '**', 'bin', '*'), recursive=True):
+    exes = glob.glob(os.path.join(dest, '**', 'bin', '*'), recursive=True)
+    exes += glob.glob(os.path.join(dest, '**', 'libexec', 'ftrt', '*'), recursive=True)
+    linked = 0
+    for exe in exes:
         dyn = run(['readelf', '-d', exe])
         m = re.search(r'\((?:RUNPATH|RPATH)\).*\[(.*)\]', dyn)
         print(f'{os.path.basename(exe)}: rpath {m.group(1) if m else None}')
-        if 'NEEDED' in dyn and 'libftrt' in dyn and not m:
-            failures.append(f'{exe} links libftrt but has no rpath')
+        if re.search(r'\(NEEDED\).*\[libftrt', dyn):
+            linked += 1
+            installed_libdir = '/' + os.path.relpath(libdir, dest)
+            if not m or m.group(1) != installed_libdir:
+                failures.append(f'{exe} links libftrt but its rpath is not the installed libdir')
+    if linked < 2:
+        failures.append(f'expected the two bench workers to link libftrt, found {linked}')
+
+    # the installed driver runs the installed workers against the installed libraries
+    bench = [e for e in exes if os.path.basename(e) == 'ftrt-bench']
+    workers = [os.path.dirname(e) for e in exes if 'ftrt-bench-worker' in e]
+    if len(bench) == 1 and workers:
+        r = subprocess.run([bench[0], '--smoke'], capture_output=True, text=True,
+                           env=dict(env, FTRT_BENCH_WORKER_DIR=workers[0]))
+        print('installed ftrt-bench --smoke:', r.stdout.strip().splitlines()[-1:] or r.stderr[-300:])
+        if r.returncode != 0:
+            failures.append(f'installed ftrt-bench --smoke failed ({r.returncode}): {r.stderr[-500:]}')
+    else:
+        failures.append(f'ftrt-bench or its workers were not installed: {exes}')
 
 for f in failures:
     print('FAIL:', f)
