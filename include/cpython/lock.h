@@ -9,9 +9,9 @@
  *     0b11    3    locked, a thread may be parked on this address
  *
  * Bit 0 (_Py_LOCKED) is the lock.  Bit 1 (_Py_HAS_PARKED) says "unlock must
- * take the slow path and look in the parking lot"; it may be set while no one
- * waits on this very mutex (another address hashed to the same bucket), which
- * costs one extra look-up and nothing else.
+ * take the slow path and look in the parking lot"; it may stay set after the
+ * last waiter left (a timed lock that gave up), which costs the next unlock
+ * one look-up in the parking lot and nothing else.
  *
  * Lock and unlock are one compare-and-swap inline (0 -> 1, 1 -> 0); anything
  * else goes to ft_mutex_lock_slow / ft_mutex_unlock_slow in sync/mutex.c,

@@ -42,9 +42,10 @@ FT_INTERNAL ft_park_result ft_parking_lot_park(const void *addr, const void *exp
 
 /* Called by ft_parking_lot_unpark with the bucket lock held, whether or not a
  * thread was found: park_arg is the woken thread's (NULL if none), and
- * has_more_waiters says whether other threads may still be parked on this
- * address (it may be a false positive when addresses share a bucket).  The
- * callback must not park, unpark or take a lock that is held while parking. */
+ * has_more_waiters says whether other threads are still parked on this very
+ * address (exact: waiters on other addresses in the same bucket do not
+ * count, unlike CPython's bucket-wide answer).  The callback must not park,
+ * unpark or take a lock that is held while parking. */
 typedef void ft_unpark_fn(void *arg, void *park_arg, bool has_more_waiters);
 
 /* Wake the longest-parked thread on addr (FIFO), after calling fn. */

@@ -278,6 +278,8 @@ Test(parking_lot, unpark_skips_a_waiter_on_another_address_in_the_bucket,
     cr_assert_eq(log.calls, 2);
     cr_assert_eq(log.park_arg[0], (void *)&pa, "unpark(a) picked the neighbour's waiter");
     cr_assert_eq(log.park_arg[1], (void *)&pb);
+    /* has_more_waiters is exact per address: the neighbour does not count */
+    cr_assert_not(log.more[0], "has_more_waiters counted a waiter on another address");
     cr_assert_not(log.more[1]);
     cr_assert(a_woke);
     cr_assert_eq(b_while_a, PENDING, "the waiter on b woke on unpark(a)");
