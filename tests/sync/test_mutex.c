@@ -699,6 +699,47 @@ Test(mutex, uncontended_lock_never_calls_the_hooks)
     cr_assert_eq(atomic_load(&reattach_calls), 0);
 }
 
+/* ---- the GIL probe: who may spin ----------------------------------------- */
+
+static atomic_int probe_calls;
+static atomic_ulong probe_last_thread;   /* pthread_self() of the last caller */
+
+static bool
+probe_holds_gil(void)
+{
+    atomic_fetch_add(&probe_calls, 1);
+    atomic_store(&probe_last_thread, (unsigned long)pthread_self());
+    return true;
+}
+
+/* In the GIL build a blocked locker asks whether it holds the GIL (and then
+ * parks at once); the free-threaded build never asks. */
+Test(mutex, only_the_gil_build_asks_the_gil_probe, .timeout = FT_TIMEOUT(20))
+{
+    PyMutex m = {0};
+    struct locker l;
+    locker_init(&l, &m);
+
+    ft_mutex_set_gil_probe(probe_holds_gil);
+    PyMutex_Lock(&m);
+    pthread_t t = test_start_thread(plain_locker, &l);
+    bool parked = TEST_POLL_UNTIL(bits(&m) == (_Py_LOCKED | _Py_HAS_PARKED), POLL_MS);
+    PyMutex_Unlock(&m);
+    test_join_thread(t);
+    ft_mutex_set_gil_probe(NULL);
+
+    cr_assert(parked);
+    cr_assert_eq(atomic_load(&l.result), PY_LOCK_ACQUIRED);
+    if (ft_free_threaded) {
+        cr_assert_eq(atomic_load(&probe_calls), 0);
+    }
+    else {
+        cr_assert_geq(atomic_load(&probe_calls), 1);
+        cr_assert_eq(atomic_load(&probe_last_thread), (unsigned long)t,
+                     "the probe was not asked on the blocked thread");
+    }
+}
+
 Test(mutex, dont_detach_lock_parks_without_calling_the_hooks, .timeout = FT_TIMEOUT(20))
 {
     PyMutex m = {0};
