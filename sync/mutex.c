@@ -51,6 +51,17 @@
 #define MAX_SPINS           40
 #define TIME_TO_BE_FAIR_NS  FT_NS_PER_MS
 
+/* TIME_TO_BE_FAIR_NS unless a test changed it (ft_mutex_set_fairness_ns);
+ * read once per slow-path lock, relaxed: it is a tuning value, not data. */
+static _Atomic int64_t fairness_ns = TIME_TO_BE_FAIR_NS;
+
+void
+ft_mutex_set_fairness_ns(int64_t ns)
+{
+    atomic_store_explicit(&fairness_ns, ns >= 0 ? ns : TIME_TO_BE_FAIR_NS,
+                          memory_order_relaxed);
+}
+
 /* The waiter's record, on its stack, handed to the unparker as park_arg. */
 struct mutex_waiter {
     int64_t time_to_be_fair;   /* written by the waiter before parking */
@@ -98,7 +109,10 @@ ft_mutex_lock_timed(PyMutex *m, int64_t timeout_ns, ft_lock_flags flags)
 
     /* (timeout_ns 0 never parks: the loop fails before that) */
     int64_t endtime = timeout_ns > 0 ? ft_deadline_after(timeout_ns) : -1;
-    struct mutex_waiter waiter = { .time_to_be_fair = ft_monotonic_ns() + TIME_TO_BE_FAIR_NS };
+    struct mutex_waiter waiter = {
+        .time_to_be_fair = ft_monotonic_ns() +
+                           atomic_load_explicit(&fairness_ns, memory_order_relaxed),
+    };
     int park_flags = ((flags & FT_LOCK_DETACH) ? FT_PARK_DETACH : 0) |
                      ((flags & FT_LOCK_FAIL_IF_INTERRUPTED) ? FT_PARK_INTERRUPTIBLE : 0);
     int spins = 0;

@@ -58,6 +58,11 @@ ft_mutex_trylock(PyMutex *m)
            ft_mutex_lock_timed(m, 0, FT_LOCK_DONT_DETACH) == PY_LOCK_ACQUIRED;
 }
 
+/* Test-only: how long a waiter waits before the next unlock hands the lock
+ * to it (default 1 ms; a negative value restores the default).  Lets tests
+ * of barging and hand-off be exact instead of racing the clock. */
+FT_INTERNAL void ft_mutex_set_fairness_ns(int64_t ns);
+
 /* GIL build only: the runtime registers a probe that says whether the
  * calling thread holds the GIL.  A waiter that holds it parks at once, since
  * the mutex holder cannot run until the waiter lets the GIL go; any other

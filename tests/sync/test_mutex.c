@@ -610,13 +610,16 @@ Test(mutex, waiter_for_more_than_1ms_is_handed_the_lock, .timeout = FT_TIMEOUT(2
 Test(mutex, unlocking_thread_may_barge_past_a_fresh_waiter, .timeout = FT_TIMEOUT(60))
 {
     /* Same set-up, but A unlocks and re-takes the lock the moment B is
-     * parked, long before B has waited 1 ms: B was only woken to compete,
-     * so A's immediate trylock may win.  B, once it has the lock, keeps it
-     * (blocked on `gate`), so A's trylock cannot succeed merely because B
-     * was handed the lock and already let go.  A need not win every time
-     * (B may get there first, or a slow run may pass the 1 ms); it must win
-     * at least once in many tries. */
+     * parked, long before B has waited long enough to be owed a hand-off:
+     * B was only woken to compete, so A's immediate trylock may win.  The
+     * fairness delay is raised to 60 s for this test, so that a slow run
+     * (valgrind, sanitizers) cannot pass it and turn the unlock into a
+     * hand-off.  B, once it has the lock, keeps it (blocked on `gate`), so
+     * A's trylock cannot succeed merely because B was handed the lock and
+     * already let go.  A need not win every time (B may wake and take the
+     * lock first); it must win at least once in many tries. */
     enum { MAX_ATTEMPTS = 200 };
+    ft_mutex_set_fairness_ns(60 * FT_NS_PER_S);
     install_counting_hooks();
     int wins = 0, attempts = 0, never_parked = 0, bad_end = 0;
     for (; attempts < MAX_ATTEMPTS && wins == 0; attempts++) {
@@ -649,6 +652,7 @@ Test(mutex, unlocking_thread_may_barge_past_a_fresh_waiter, .timeout = FT_TIMEOU
         }
     }
     remove_hooks();
+    ft_mutex_set_fairness_ns(-1);
     cr_log_info("barging: won on attempt %d of at most %d", attempts, MAX_ATTEMPTS);
     cr_assert_eq(bad_end, 0, "B did not get the lock, or the mutex was left held");
     cr_assert_eq(never_parked, 0, "B did not park within the poll time");
