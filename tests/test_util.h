@@ -5,10 +5,17 @@
 #ifndef FT_TEST_UTIL_H
 #define FT_TEST_UTIL_H
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -55,6 +62,76 @@ test_join_thread(pthread_t t)
 {
     int rc = pthread_join(t, NULL);
     cr_assert_eq(rc, 0, "pthread_join failed: %d", rc);
+}
+
+/* Run fn in a forked child whose stderr goes into buf (NUL-terminated,
+ * truncated to cap - 1 bytes); returns the child's wait status.  If fn
+ * returns, the child exits with status 0.  For checking fatal-error
+ * messages: the child aborts, the test process does not. */
+static inline int
+test_run_in_child(void (*fn)(void), char *buf, size_t cap)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0, "pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        if (dup2(fds[1], STDERR_FILENO) < 0) {
+            _exit(100);
+        }
+        close(fds[1]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    for (;;) {
+        char scratch[256];   /* past cap: keep draining so the child never blocks */
+        char *dst = len + 1 < cap ? buf + len : scratch;
+        size_t room = len + 1 < cap ? cap - 1 - len : sizeof scratch;
+        ssize_t n = read(fds[0], dst, room);
+        if (n > 0) {
+            if (dst != scratch) {
+                len += (size_t)n;
+            }
+        }
+        else if (n == 0 || errno != EINTR) {
+            break;
+        }
+    }
+    buf[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+/* SIGUSR1 with a handler that only counts, installed without SA_RESTART (as
+ * Python installs its handlers), so a thread sleeping in futex_wait sees
+ * EINTR.  Tests send it with pthread_kill, repeatedly until the target
+ * reacts, because a signal that lands just before the target goes to sleep
+ * interrupts nothing. */
+static atomic_int test_sigusr1_count;
+
+static inline void
+test_count_sigusr1(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&test_sigusr1_count, 1);
+}
+
+static inline void
+test_install_sigusr1_without_restart(struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = test_count_sigusr1;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    cr_assert_eq(sigaction(SIGUSR1, &sa, old), 0);
 }
 
 #endif /* FT_TEST_UTIL_H */

@@ -240,24 +240,6 @@ Test(event, wait_forever_timed_returns_true_when_set, .timeout = FT_TIMEOUT(20))
 
 /* ---- event: signals ------------------------------------------------------- */
 
-static void
-on_sigusr1(int sig)
-{
-    (void)sig;
-}
-
-static void
-install_sigusr1(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigusr1;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;   /* no SA_RESTART, as Python installs its handlers */
-    int rc = sigaction(SIGUSR1, &sa, NULL);
-    cr_assert_eq(rc, 0);
-}
-
 struct intr_ctx {
     ft_event ev;
     ft_lock_flags flags;
@@ -290,7 +272,7 @@ signal_until_done(pthread_t t, struct intr_ctx *ctx)
 
 Test(event, interruptible_wait_ends_on_signal, .timeout = FT_TIMEOUT(30))
 {
-    install_sigusr1();
+    test_install_sigusr1_without_restart(NULL);
     struct intr_ctx ctx = { .flags = FT_LOCK_FAIL_IF_INTERRUPTED };
     pthread_t t = test_start_thread(intr_waiter, &ctx);
     cr_assert(TEST_POLL_UNTIL(event_byte(&ctx.ev) == 2, POLL_MS));
@@ -302,7 +284,7 @@ Test(event, interruptible_wait_ends_on_signal, .timeout = FT_TIMEOUT(30))
 
 Test(event, plain_wait_ignores_signals, .timeout = FT_TIMEOUT(30))
 {
-    install_sigusr1();
+    test_install_sigusr1_without_restart(NULL);
     struct intr_ctx ctx = { .flags = FT_LOCK_DONT_DETACH };
     pthread_t t = test_start_thread(intr_waiter, &ctx);
     cr_assert(TEST_POLL_UNTIL(event_byte(&ctx.ev) == 2, POLL_MS));

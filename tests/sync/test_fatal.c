@@ -37,48 +37,12 @@ typedef struct child_result {
     char text[512];
 } child_result;
 
-/* Run fn in a forked child with stderr going to a pipe; collect everything
- * it writes and how it ended. */
+/* fn's fate in a forked child: wait status and everything it wrote to stderr. */
 static child_result
 run_in_child(void (*fn)(void))
 {
     child_result r;
-    memset(&r, 0, sizeof r);
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        if (dup2(fds[1], STDERR_FILENO) < 0) {
-            _exit(100);
-        }
-        close(fds[1]);
-        fn();
-        _exit(101);   /* fn returned: not fatal at all */
-    }
-    close(fds[1]);
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fds[0], r.text + len, sizeof r.text - 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-        if (len == sizeof r.text - 1) {
-            break;
-        }
-    }
-    r.text[len] = '\0';
-    close(fds[0]);
-    pid_t w;
-    while ((w = waitpid(pid, &r.status, 0)) < 0 && errno == EINTR) {
-    }
-    cr_assert_eq(w, pid);
+    r.status = test_run_in_child(fn, r.text, sizeof r.text);
     return r;
 }
 

@@ -298,27 +298,6 @@ Test(legacy_lock, ping_pong_between_threads, .timeout = FT_TIMEOUT(30))
 
 /* ---- signals ------------------------------------------------------------ */
 
-static _Atomic int handler_runs;
-
-static void
-count_signal(int signo)
-{
-    (void)signo;
-    atomic_fetch_add(&handler_runs, 1);
-}
-
-/* Python's way: a handler without SA_RESTART, so blocking calls see EINTR. */
-static void
-install_handler(struct sigaction *old)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = count_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    cr_assert_eq(sigaction(SIGUSR1, &sa, old), 0);
-}
-
 /* Signal the waiter (parked on a lock the caller holds) until it returns,
  * the handler has run min_runs times (0: no such limit), max_sends signals
  * went out (0: no limit) or the deadline passes; returns whether the waiter
@@ -333,7 +312,7 @@ signal_waiter(pthread_t t, waiter *w, int min_runs, int max_sends)
         if (TEST_POLL_UNTIL(atomic_load(&w->result) != PENDING, 5)) {
             return true;
         }
-        if (min_runs > 0 && atomic_load(&handler_runs) >= min_runs) {
+        if (min_runs > 0 && atomic_load(&test_sigusr1_count) >= min_runs) {
             break;
         }
         if (max_sends > 0 && sent >= max_sends) {
@@ -346,7 +325,7 @@ signal_waiter(pthread_t t, waiter *w, int min_runs, int max_sends)
 Test(legacy_lock, interrupted_by_signal, .timeout = FT_TIMEOUT(30))
 {
     struct sigaction old;
-    install_handler(&old);
+    test_install_sigusr1_without_restart(&old);
     PyThread_type_lock lock = PyThread_allocate_lock();
     cr_assert_not_null(lock);
     cr_assert_eq(PyThread_acquire_lock(lock, WAIT_LOCK), 1);
@@ -378,7 +357,7 @@ Test(legacy_lock, interrupted_by_signal, .timeout = FT_TIMEOUT(30))
 Test(legacy_lock, not_interrupted_without_intr_flag, .timeout = FT_TIMEOUT(30))
 {
     struct sigaction old;
-    install_handler(&old);
+    test_install_sigusr1_without_restart(&old);
     PyThread_type_lock lock = PyThread_allocate_lock();
     cr_assert_not_null(lock);
     cr_assert_eq(PyThread_acquire_lock(lock, WAIT_LOCK), 1);
@@ -392,7 +371,7 @@ Test(legacy_lock, not_interrupted_without_intr_flag, .timeout = FT_TIMEOUT(30))
     int before = atomic_load(&w.result);
     /* Several handler runs during the wait; none may end it. */
     bool returned = parked && before == PENDING && signal_waiter(t, &w, 5, 200);
-    int runs = atomic_load(&handler_runs);
+    int runs = atomic_load(&test_sigusr1_count);
     int pending_at_release = atomic_load(&w.result) == PENDING;
     PyThread_release_lock(lock);
     test_join_thread(t);

@@ -274,47 +274,6 @@ Test(mutex, unlocking_twice_aborts, .signal = SIGABRT)
     exported_unlock(&m);
 }
 
-/* Runs fn in a forked child whose stderr goes into buf; returns the child's
- * wait status. */
-static int
-run_in_child_capturing_stderr(void (*fn)(void), char *buf, size_t cap)
-{
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0, "pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[1]);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    for (;;) {
-        char scratch[256];
-        char *dst = len + 1 < cap ? buf + len : scratch;
-        size_t room = len + 1 < cap ? cap - 1 - len : sizeof scratch;
-        ssize_t n = read(fds[0], dst, room);
-        if (n > 0) {
-            if (dst != scratch) {
-                len += (size_t)n;
-            }
-        }
-        else if (n == 0 || errno != EINTR) {
-            break;
-        }
-    }
-    buf[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return status;
-}
-
 static void
 unlock_unlocked_inline(void)
 {
@@ -336,7 +295,7 @@ Test(mutex, unlocking_an_unlocked_mutex_names_the_function, .timeout = FT_TIMEOU
     void (*const cases[])(void) = { unlock_unlocked_inline, unlock_unlocked_exported };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[4096];
-        int status = run_in_child_capturing_stderr(cases[i], out, sizeof out);
+        int status = test_run_in_child(cases[i], out, sizeof out);
         cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
                   "case %zu: the child must die of SIGABRT (status %#x)", i, status);
         cr_assert_not_null(strstr(out, expected), "case %zu: stderr was: %s", i, out);

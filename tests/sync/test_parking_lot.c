@@ -478,26 +478,6 @@ Test(parking_lot, timeouts_racing_unparks_agree_on_who_was_woken, .timeout = FT_
 
 /* ---- signals ----------------------------------------------------------------- */
 
-static atomic_int signals_handled;
-
-static void
-count_signal(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&signals_handled, 1);
-}
-
-static void
-install_sigusr1_without_restart(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = count_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;   /* no SA_RESTART: the sleeping futex call sees EINTR */
-    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-}
-
 /* Sends SIGUSR1; true once the parker has returned.  Repeated because a
  * signal that arrives just before the thread goes to sleep wakes nothing. */
 static bool
@@ -517,7 +497,7 @@ Test(parking_lot, interruptible_park_returns_intr_on_a_signal, .timeout = FT_TIM
     parker_init(&p, &word, &expected, sizeof word);
     p.flags = FT_PARK_DETACH | FT_PARK_INTERRUPTIBLE;
 
-    install_sigusr1_without_restart();
+    test_install_sigusr1_without_restart(NULL);
     ft_parking_lot_set_detach_hooks(&counting_hooks);
     pthread_t t = start_parked(&p);
     bool returned = TEST_POLL_UNTIL(signal_and_check(t, &p), POLL_MS);
@@ -538,7 +518,7 @@ Test(parking_lot, park_without_the_flag_sleeps_through_signals, .timeout = FT_TI
     parker_init(&p, &word, &expected, sizeof word);
     p.flags = FT_PARK_DETACH;
 
-    install_sigusr1_without_restart();
+    test_install_sigusr1_without_restart(NULL);
     ft_parking_lot_set_detach_hooks(&counting_hooks);
     pthread_t t = start_parked(&p);
     bool returned_early = false;
@@ -556,7 +536,7 @@ Test(parking_lot, park_without_the_flag_sleeps_through_signals, .timeout = FT_TI
     cr_assert_eq(woken, 1);
     cr_assert(returned);
     cr_assert_eq(atomic_load(&p.result), FT_PARK_OK);
-    cr_log_info("signal handler ran %d times", atomic_load(&signals_handled));
+    cr_log_info("signal handler ran %d times", atomic_load(&test_sigusr1_count));
 }
 
 /* ---- fork --------------------------------------------------------------------- */

@@ -113,40 +113,8 @@ unlock_unlocked(void)
 Test(raw_mutex, unlocking_an_unlocked_raw_mutex_names_the_function,
      .timeout = FT_TIMEOUT(30))
 {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0, "pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[1]);
-        unlock_unlocked();
-        _exit(0);
-    }
-    close(fds[1]);
     char out[4096];
-    size_t len = 0;
-    for (;;) {
-        char scratch[256];
-        char *dst = len + 1 < sizeof out ? out + len : scratch;
-        size_t room = len + 1 < sizeof out ? sizeof out - 1 - len : sizeof scratch;
-        ssize_t n = read(fds[0], dst, room);
-        if (n > 0) {
-            if (dst != scratch) {
-                len += (size_t)n;
-            }
-        }
-        else if (n == 0 || errno != EINTR) {
-            break;
-        }
-    }
-    out[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    int status = test_run_in_child(unlock_unlocked, out, sizeof out);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
               "the child must die of SIGABRT (status %#x)", status);
     cr_assert_not_null(strstr(out, "Fatal Python error: ft_raw_mutex_unlock: "

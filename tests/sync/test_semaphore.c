@@ -173,26 +173,6 @@ Test(semaphore, timed_waiter_is_woken_by_a_post_before_its_deadline,
     cr_assert_eq(atomic_load(&w.result), FT_SEMA_OK);
 }
 
-static atomic_int signals_handled;
-
-static void
-count_signal(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&signals_handled, 1);
-}
-
-static void
-install_sigusr1_without_restart(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = count_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;   /* no SA_RESTART: the sleeping futex call sees EINTR */
-    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-}
-
 /* Sends SIGUSR1 until the waiter returns: a signal that lands between the
  * announcement and the futex call interrupts nothing. */
 static bool
@@ -209,7 +189,7 @@ Test(semaphore, interruptible_wait_returns_intr_on_a_signal, .timeout = FT_TIMEO
 {
     ft_semaphore s;
     ft_semaphore_init(&s);
-    install_sigusr1_without_restart();
+    test_install_sigusr1_without_restart(NULL);
     struct waiter w;
     pthread_t t = start_sleeping_waiter(&w, &s, true);
     bool returned = TEST_POLL_UNTIL(signal_and_check(t, &w), POLL_MS);
@@ -228,7 +208,7 @@ Test(semaphore, uninterruptible_wait_sleeps_through_signals, .timeout = FT_TIMEO
 {
     ft_semaphore s;
     ft_semaphore_init(&s);
-    install_sigusr1_without_restart();
+    test_install_sigusr1_without_restart(NULL);
     struct waiter w;
     pthread_t t = start_sleeping_waiter(&w, &s, false);
     bool returned_early = false;
@@ -246,7 +226,7 @@ Test(semaphore, uninterruptible_wait_sleeps_through_signals, .timeout = FT_TIMEO
     cr_assert_eq(word_after_signals, WORD_SLEEPING);
     cr_assert(woke);
     cr_assert_eq(atomic_load(&w.result), FT_SEMA_OK);
-    cr_log_info("signal handler ran %d times", atomic_load(&signals_handled));
+    cr_log_info("signal handler ran %d times", atomic_load(&test_sigusr1_count));
 }
 
 struct ping_pong {
