@@ -109,6 +109,22 @@ test_run_in_child(void (*fn)(void), char *buf, size_t cap)
     return status;
 }
 
+/* Wait (polling, at most timeout_ms scaled) for a forked child to exit;
+ * a child still running then is killed.  True if it exited by itself;
+ * *status is its wait status either way. */
+static inline bool
+test_wait_child(pid_t pid, int timeout_ms, int *status)
+{
+    *status = 0;
+    bool exited = TEST_POLL_UNTIL(waitpid(pid, status, WNOHANG) == pid, timeout_ms);
+    if (!exited) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+        }
+    }
+    return exited;
+}
+
 /* SIGUSR1 with a handler that only counts, installed without SA_RESTART (as
  * Python installs its handlers), so a thread sleeping in futex_wait sees
  * EINTR.  Tests send it with pthread_kill, repeatedly until the target

@@ -586,12 +586,6 @@ child_after_fork(const void *addr, const void *expected)
     _exit(status);
 }
 
-static bool
-child_exited(pid_t pid, int *status)
-{
-    return waitpid(pid, status, WNOHANG) == pid;
-}
-
 Test(parking_lot, after_fork_the_child_has_an_empty_usable_parking_lot,
      .timeout = FT_TIMEOUT(30))
 {
@@ -616,11 +610,7 @@ Test(parking_lot, after_fork_the_child_has_an_empty_usable_parking_lot,
         child_after_fork(a, &zero);
     }
     int status = 0;
-    bool exited = pid > 0 && TEST_POLL_UNTIL(child_exited(pid, &status), POLL_MS);
-    if (pid > 0 && !exited) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
+    bool exited = pid > 0 && test_wait_child(pid, POLL_MS, &status);
 
     atomic_store(&h.release, 1);
     test_join_thread(th);

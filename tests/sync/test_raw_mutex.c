@@ -292,12 +292,6 @@ Test(raw_mutex, blocked_lockers_set_the_word_to_2_and_all_get_in,
     cr_assert_eq(word(&m), 0);
 }
 
-static bool
-child_exited(pid_t pid, int *status)
-{
-    return waitpid(pid, status, WNOHANG) == pid;
-}
-
 struct holder {
     ft_raw_mutex *m;
     atomic_int holding;
@@ -344,11 +338,7 @@ Test(raw_mutex, after_fork_the_child_can_take_a_lock_held_by_a_parent_thread,
         _exit(status);
     }
     int status = 0;
-    bool exited = pid > 0 && TEST_POLL_UNTIL(child_exited(pid, &status), POLL_MS);
-    if (pid > 0 && !exited) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
+    bool exited = pid > 0 && test_wait_child(pid, POLL_MS, &status);
     atomic_store(&h.release, 1);
     test_join_thread(t);
 
