@@ -1,0 +1,122 @@
+/* ft_rcu: the one place that includes liburcu (QSBR flavour).
+ *
+ * Why QSBR: a thread state maps onto it directly (attach = online, detach =
+ * offline, a safe point = a quiescent state), and its read side costs
+ * nothing.  The price is the rule below: a registered thread that blocks
+ * while online stalls every grace period.
+ *
+ *   ft_rcu_register_thread()     before a thread's first read section
+ *   ft_rcu_unregister_thread()   before it exits
+ *   ft_rcu_read_lock/unlock()    mark a read section (no-ops for QSBR, kept
+ *                                for clarity and for TSan, see below)
+ *   ft_rcu_quiescent()           "I hold no RCU-protected pointer now"
+ *   ft_rcu_offline/online()      around anything that may block
+ *   ft_rcu_synchronize()         wait for a grace period (goes offline itself)
+ *   ft_rcu_call(head, fn)        run fn(head) after a grace period, on
+ *                                liburcu's worker thread
+ *   ft_rcu_barrier()             wait until every queued ft_rcu_call ran
+ *   ft_rcu_load(p) / ft_rcu_store(p, v)   read / publish a protected pointer
+ *
+ * ThreadSanitizer and liburcu 0.13.  liburcu publishes pointers with
+ * volatile stores plus asm barriers and ends grace periods inside its own
+ * uninstrumented library (futex, membarrier), so TSan sees no ordering
+ * between a reader's last access and the writer's free, and reports races
+ * that cannot happen.  Two measures keep the TSan tier meaningful:
+ *   1. Protected pointers are read and published with real acquire/release
+ *      atomics (ft_rcu_load / ft_rcu_store), in every build: on x86-64 these
+ *      are plain moves, so they cost nothing there.
+ *   2. The grace period is told to TSan as a release/acquire pair on one
+ *      token: every point where a reader promises to hold no pointer
+ *      (read_unlock, quiescent, offline, unregister, and call_rcu on the
+ *      caller's side) releases the token; returning from synchronize and
+ *      barrier, and entering a call_rcu callback (FT_RCU_CALLBACK_BEGIN)
+ *      acquire it.  This is coarser than the real rule (it orders against
+ *      any reader, not just the ones the grace period waited for), so it can
+ *      hide a bug only where a free happens without any grace period at all
+ *      after a reader's quiescent point, which the tests look for directly.
+ * Code must use liburcu only through this header; if a liburcu data
+ * structure (rculist, rculfhash) is used later, its internal
+ * rcu_dereference / rcu_set_pointer must be redirected here first.
+ */
+#ifndef FT_RCU_H
+#define FT_RCU_H
+
+#include "ft_core.h"
+
+#define _LGPL_SOURCE 1
+#include <urcu/urcu-qsbr.h>
+
+#ifdef FT_SANITIZE_THREAD
+#include <sanitizer/tsan_interface.h>
+FT_INTERNAL extern char ft_rcu_gp_token;
+#define FT_RCU_TSAN_RELEASE() __tsan_release(&ft_rcu_gp_token)
+#define FT_RCU_TSAN_ACQUIRE() __tsan_acquire(&ft_rcu_gp_token)
+#else
+#define FT_RCU_TSAN_RELEASE() ((void)0)
+#define FT_RCU_TSAN_ACQUIRE() ((void)0)
+#endif
+
+typedef struct rcu_head ft_rcu_head;
+
+#define ft_rcu_load(p)     __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define ft_rcu_store(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+
+static inline void ft_rcu_register_thread(void) { urcu_qsbr_register_thread(); }
+
+static inline void
+ft_rcu_unregister_thread(void)
+{
+    FT_RCU_TSAN_RELEASE();
+    urcu_qsbr_unregister_thread();
+}
+
+static inline void ft_rcu_read_lock(void) { urcu_qsbr_read_lock(); }
+
+static inline void
+ft_rcu_read_unlock(void)
+{
+    FT_RCU_TSAN_RELEASE();
+    urcu_qsbr_read_unlock();
+}
+
+static inline void
+ft_rcu_quiescent(void)
+{
+    FT_RCU_TSAN_RELEASE();
+    urcu_qsbr_quiescent_state();
+}
+
+static inline void
+ft_rcu_offline(void)
+{
+    FT_RCU_TSAN_RELEASE();
+    urcu_qsbr_thread_offline();
+}
+
+static inline void ft_rcu_online(void) { urcu_qsbr_thread_online(); }
+
+static inline void
+ft_rcu_synchronize(void)
+{
+    urcu_qsbr_synchronize_rcu();
+    FT_RCU_TSAN_ACQUIRE();
+}
+
+static inline void
+ft_rcu_call(ft_rcu_head *head, void (*fn)(ft_rcu_head *))
+{
+    FT_RCU_TSAN_RELEASE();
+    urcu_qsbr_call_rcu(head, fn);
+}
+
+/* First statement of every ft_rcu_call callback. */
+#define FT_RCU_CALLBACK_BEGIN() FT_RCU_TSAN_ACQUIRE()
+
+static inline void
+ft_rcu_barrier(void)
+{
+    urcu_qsbr_barrier();
+    FT_RCU_TSAN_ACQUIRE();
+}
+
+#endif /* FT_RCU_H */
