@@ -20,5 +20,8 @@
 #include "pymem.h"
 #include "lock.h"
 #include "pythread.h"
+#include "pystate.h"
+#include "ceval.h"
+#include "pylifecycle.h"
 
 #endif /* Py_PYTHON_H */

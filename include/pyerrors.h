@@ -13,4 +13,10 @@ PyAPI_FUNC(void) _Py_NO_RETURN _Py_FatalErrorFunc(const char *func, const char *
 PyAPI_FUNC(void) _Py_NO_RETURN Py_FatalError(const char *message);
 #define Py_FatalError(message) _Py_FatalErrorFunc(__func__, (message))
 
+/* A safe point (docs/threads.md).  ftrt installs no signal handlers and has
+ * no Python-level handlers to run, so this runs what is due at a safe point
+ * (GIL hand-off, stop-the-world, pending calls in the main thread) and
+ * returns 0, or -1 if a pending call failed. */
+PyAPI_FUNC(int) PyErr_CheckSignals(void);
+
 #endif /* Py_PYERRORS_H */

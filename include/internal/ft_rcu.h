@@ -45,6 +45,7 @@
 
 #define _LGPL_SOURCE 1
 #include <urcu/urcu-qsbr.h>
+#include <urcu/rculfhash.h>
 
 #ifdef FT_SANITIZE_THREAD
 #include <sanitizer/tsan_interface.h>
@@ -61,13 +62,26 @@ typedef struct rcu_head ft_rcu_head;
 #define ft_rcu_load(p)     __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define ft_rcu_store(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 
-static inline void ft_rcu_register_thread(void) { urcu_qsbr_register_thread(); }
+/* Entered around every call into liburcu's registry or grace-period code,
+ * which hold liburcu's own mutexes; ft_rcu_before_fork waits them out. */
+FT_INTERNAL void ft_rcu_fork_enter(void);
+FT_INTERNAL void ft_rcu_fork_exit(void);
+
+static inline void
+ft_rcu_register_thread(void)
+{
+    ft_rcu_fork_enter();
+    urcu_qsbr_register_thread();
+    ft_rcu_fork_exit();
+}
 
 static inline void
 ft_rcu_unregister_thread(void)
 {
     FT_RCU_TSAN_RELEASE();
+    ft_rcu_fork_enter();
     urcu_qsbr_unregister_thread();
+    ft_rcu_fork_exit();
 }
 
 static inline void ft_rcu_read_lock(void) { urcu_qsbr_read_lock(); }
@@ -98,7 +112,9 @@ static inline void ft_rcu_online(void) { urcu_qsbr_thread_online(); }
 static inline void
 ft_rcu_synchronize(void)
 {
+    ft_rcu_fork_enter();
     urcu_qsbr_synchronize_rcu();
+    ft_rcu_fork_exit();
     FT_RCU_TSAN_ACQUIRE();
 }
 
@@ -112,11 +128,44 @@ ft_rcu_call(ft_rcu_head *head, void (*fn)(ft_rcu_head *))
 /* First statement of every ft_rcu_call callback. */
 #define FT_RCU_CALLBACK_BEGIN() FT_RCU_TSAN_ACQUIRE()
 
+/* Must be called offline (a QSBR reader that is online would wait for
+ * itself). */
 static inline void
 ft_rcu_barrier(void)
 {
+    ft_rcu_fork_enter();
     urcu_qsbr_barrier();
+    ft_rcu_fork_exit();
     FT_RCU_TSAN_ACQUIRE();
 }
+
+/* Whether the calling thread is registered and online (a QSBR reader). */
+static inline bool ft_rcu_is_online(void) { return urcu_qsbr_read_ongoing(); }
+
+/* Payload handed between threads through a liburcu data structure
+ * (rculfhash nodes): liburcu-cds.so is not instrumented, so TSan must be
+ * told that the writer's initialisation happens before the reader's use. */
+#ifdef FT_SANITIZE_THREAD
+#define ft_rcu_publish(p)  __tsan_release(p)
+#define ft_rcu_received(p) __tsan_acquire(p)
+#else
+#define ft_rcu_publish(p)  ((void)(p))
+#define ft_rcu_received(p) ((void)(p))
+#endif
+
+/* The lock-free hash table, QSBR flavour: a table of `buckets` buckets that
+ * never resizes (so it starts no worker thread, which keeps fork simple). */
+static inline struct cds_lfht *
+ft_lfht_new(unsigned long buckets)
+{
+    return cds_lfht_new_flavor(buckets, buckets, buckets, 0, &urcu_qsbr_flavor, NULL);
+}
+
+/* fork(): quiesce liburcu's call_rcu worker and keep every thread out of
+ * liburcu's registry and grace-period code, which hold mutexes of their
+ * own, while the process forks (sync/rcu.c). */
+FT_INTERNAL void ft_rcu_before_fork(void);
+FT_INTERNAL void ft_rcu_after_fork_parent(void);
+FT_INTERNAL void ft_rcu_after_fork_child(void);
 
 #endif /* FT_RCU_H */

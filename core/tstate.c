@@ -1,0 +1,825 @@
+/* Thread states: the state machine, attach/detach, the lock-free registry,
+ * safe points and stop-the-world.
+ *
+ * THE STATE WORD (ft_tstate.state, 64 bits: kind | tag << 2)
+ *
+ *                 attach (owner thread, CAS)
+ *     DETACHED  -------------------------------->  ATTACHED
+ *        ^  ^   <--------------------------------    |   |
+ *        |  |        detach (owner, store)            |   |
+ *        |  |                                         |   | safe point / attach that
+ *        |  | start-the-world (requester, CAS),       |   | sees a stop (owner, store)
+ *        |  | or the owner when the tag is stale      |   v
+ *        |  +-------------------------------------  SUSPENDED(tag = stop seq)
+ *        |     stop-the-world (requester, CAS) ----------^
+ *        |     registration during a stop (creator, CAS)
+ *        v
+ *     SHUTTING_DOWN   finalization (finalizing thread, CAS from DETACHED or
+ *                     SUSPENDED, world stopped); never left: an attach that
+ *                     meets it hangs forever.
+ *
+ *   - Only the thread the state is attached to leaves ATTACHED, and only it
+ *     enters ATTACHED (from DETACHED, by CAS, so two threads cannot attach
+ *     one state).  Everyone else changes the word by CAS from DETACHED or
+ *     SUSPENDED, never from ATTACHED: an attached thread is never disturbed,
+ *     it is asked (ft_tstate.breaker) and answers at its next safe point.
+ *   - SUSPENDED carries the sequence number of the stop that put it there
+ *     (interp->stw.seq is odd while a stop is requested or in force).  A
+ *     suspension whose tag is not the current seq is stale: the stop ended
+ *     after it was stamped (e.g. a thread suspended itself just as the world
+ *     restarted).  The owner clears a stale suspension itself, so no
+ *     interleaving can leave a thread suspended after its stop ended.
+ *   - Attach parks on the state word while it is SUSPENDED with a live tag;
+ *     start-the-world CASes it back to DETACHED and unparks.
+ *
+ * MEMORY ORDERING
+ *   - Detach stores DETACHED with release: everything the thread did while
+ *     attached happens-before a requester that reads DETACHED (acquire) and
+ *     then treats the thread as stopped.  Attach's CAS is acquire (and
+ *     seq_cst, below), so a thread resuming after a stop sees what the
+ *     stopped world's owner wrote.
+ *   - Publish-then-check, both sides seq_cst (the store-buffer pattern, where
+ *     one side always sees the other):
+ *       attach:    CAS DETACHED->ATTACHED ; load stw.seq   (odd -> step aside)
+ *       requester: stw.seq += 1 (odd)     ; load each state (DETACHED ->
+ *                                           suspend it, ATTACHED -> ask it)
+ *       register:  lfht add (full barrier) ; load stw.seq  (odd -> suspend self)
+ *       requester: stw.seq += 1 (odd)      ; walk the list
+ *     So a thread either is seen by the requester's walk, or sees the request
+ *     and suspends itself before it runs any code attached.
+ *
+ * THE REGISTRY (interp->threads)
+ *   liburcu's lock-free hash table (rculfhash), QSBR flavour, keyed by the
+ *   state's id.  Registering and unregistering are lock-free (cds_lfht_add /
+ *   cds_lfht_del: CAS on the split-ordered list); walkers (PyThreadState_Next,
+ *   stop-the-world, finalization) run on the RCU read side and never block.
+ *   Why QSBR: it maps onto thread states directly, attach = online, detach =
+ *   offline, a safe point = a quiescent state, so readers cost nothing; an
+ *   attached thread is inside one long read-side section between safe points.
+ *   Why rculfhash and not rculist: rculist needs writers serialised by a lock;
+ *   rculfhash does not, and its O(1) lookup by id serves later issues (the
+ *   refcount merge queues find an owner by thread).  The table does not
+ *   resize (no worker thread, which keeps fork simple); 64 buckets keep
+ *   registration O(1) up to a few hundred threads.
+ *   A removed state is freed with call_rcu, after every thread that was
+ *   online when it was removed has passed a quiescent state.
+ *
+ *   What a walker may do with a state it reaches: read its id, interp and
+ *   state word, set breaker bits, and CAS the state word from DETACHED or
+ *   SUSPENDED (the stop-the-world requester and the finalizer).  It may not
+ *   keep the pointer past its next quiescent state (a safe point, a detach),
+ *   and must not attach, clear or free it.
+ *
+ * THREAD SLOTS
+ *   Each OS thread that binds a state gets a refcounted ft_thread_slot whose
+ *   `last` field is the state most recently attached there (PyGILState reuses
+ *   it).  A state holds a reference to the slot it is bound to, and deleting
+ *   the state CASes `last` back to NULL, from whichever thread deletes it.  A
+ *   thread-exit key destructor detaches a state the thread left attached (a
+ *   thread that exits attached would otherwise block every stop and, in the
+ *   GIL build, hold the GIL forever), unregisters the thread from liburcu and
+ *   drops the thread's slot reference.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ft_alloc.h"
+#include "ft_parking_lot.h"
+#include "ft_pystate.h"
+
+_Thread_local ft_tstate *ft_tls_current __attribute__((tls_model("initial-exec")));
+static _Thread_local ft_thread_slot *tls_slot __attribute__((tls_model("initial-exec")));
+static _Thread_local bool tls_rcu_registered __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t thread_exit_key;
+static pthread_once_t thread_exit_once = PTHREAD_ONCE_INIT;
+
+#define REQUESTS (FT_BREAK_PLEASE_STOP | FT_BREAK_GIL_DROP)
+
+static void _Py_NO_RETURN
+fatal(const char *func, const char *msg)
+{
+    _Py_FatalErrorFunc(func, msg);
+}
+
+/* ---- thread exit, slots, liburcu registration ------------------------------- */
+
+static void
+slot_decref(ft_thread_slot *slot)
+{
+    if (atomic_fetch_sub_explicit(&slot->refs, 1, memory_order_acq_rel) == 1) {
+        ft_raw_free(slot, sizeof *slot);
+    }
+}
+
+static void
+thread_exit(void *value)
+{
+    (void)value;
+    ft_tstate *ts = ft_tls_current;
+    if (ts) {
+        ft_tstate_detach(ts);
+    }
+    if (tls_rcu_registered) {
+        tls_rcu_registered = false;
+        ft_rcu_unregister_thread();
+    }
+    ft_thread_slot *slot = tls_slot;
+    if (slot) {
+        tls_slot = NULL;
+        slot_decref(slot);
+    }
+}
+
+static void
+thread_exit_key_create(void)
+{
+    int err = pthread_key_create(&thread_exit_key, thread_exit);
+    if (err) {
+        ft_fatal_errno("ft_tstate", "pthread_key_create", err);
+    }
+}
+
+/* Arrange for thread_exit to run when the calling thread exits. */
+static void
+arm_thread_exit(void)
+{
+    (void)pthread_once(&thread_exit_once, thread_exit_key_create);
+    if (!pthread_getspecific(thread_exit_key)) {
+        int err = pthread_setspecific(thread_exit_key, (void *)1);
+        if (err) {
+            ft_fatal_errno("ft_tstate", "pthread_setspecific", err);
+        }
+    }
+}
+
+void
+ft_rcu_ensure_registered(void)
+{
+    if (ft_likely(tls_rcu_registered)) {
+        return;
+    }
+    arm_thread_exit();
+    ft_rcu_register_thread();   /* leaves the thread online */
+    ft_rcu_offline();
+    tls_rcu_registered = true;
+}
+
+ft_thread_slot *
+ft_thread_slot_get(void)
+{
+    ft_thread_slot *slot = tls_slot;
+    if (ft_likely(slot)) {
+        return slot;
+    }
+    slot = ft_raw_calloc(sizeof *slot);
+    if (!slot) {
+        return NULL;
+    }
+    atomic_init(&slot->refs, 1);
+    arm_thread_exit();
+    tls_slot = slot;
+    return slot;
+}
+
+/* Bind ts to the calling thread (first attach) and make it the thread's
+ * `last` state.  Out of memory only means GILState will not reuse it. */
+static void
+bind_to_thread(ft_tstate *ts)
+{
+    ft_thread_slot *slot = atomic_load_explicit(&ts->slot, memory_order_relaxed);
+    if (!slot) {
+        slot = ft_thread_slot_get();
+        if (!slot) {
+            return;
+        }
+        atomic_fetch_add_explicit(&slot->refs, 1, memory_order_relaxed);
+        atomic_store_explicit(&ts->slot, slot, memory_order_relaxed);
+    }
+    if (slot == tls_slot) {
+        atomic_store_explicit(&slot->last, ts, memory_order_relaxed);
+    }
+}
+
+static void
+unbind_from_thread(ft_tstate *ts)
+{
+    ft_thread_slot *slot = atomic_exchange_explicit(&ts->slot, NULL, memory_order_relaxed);
+    if (slot) {
+        ft_tstate *expected = ts;
+        atomic_compare_exchange_strong_explicit(&slot->last, &expected, NULL,
+                                                memory_order_relaxed, memory_order_relaxed);
+        slot_decref(slot);
+    }
+}
+
+/* ---- the registry ------------------------------------------------------------ */
+
+static unsigned long
+id_hash(uint64_t id)
+{
+    id *= 0x9E3779B97F4A7C15ULL;
+    return (unsigned long)(id ^ (id >> 31));
+}
+
+/* Run with the calling thread online (a QSBR reader), restoring its state. */
+#define WITH_RCU_ONLINE(body)                       \
+    do {                                            \
+        bool was_online_ = ft_rcu_is_online();      \
+        if (!was_online_) {                         \
+            ft_rcu_ensure_registered();             \
+            ft_rcu_online();                        \
+        }                                           \
+        body;                                       \
+        if (!was_online_) {                         \
+            ft_rcu_offline();                       \
+        }                                           \
+    } while (0)
+
+static void
+registry_add(ft_tstate *ts)
+{
+    ft_rcu_publish(ts);
+    WITH_RCU_ONLINE(cds_lfht_add(ts->base.interp->threads, id_hash(ts->id), &ts->node));
+    ts->registered = true;
+    /* The add is a full barrier in liburcu; say so in C11 terms too, for the
+     * publish-then-check against stop-the-world. */
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+void
+ft_tstate_unregister(ft_tstate *ts)
+{
+    if (!ts->registered) {
+        return;
+    }
+    int rc;
+    WITH_RCU_ONLINE(rc = cds_lfht_del(ts->base.interp->threads, &ts->node));
+    if (rc != 0) {
+        fatal("ft_tstate_delete", "thread state missing from its interpreter's list");
+    }
+    ts->registered = false;
+}
+
+static ft_tstate *
+from_node(struct cds_lfht_node *node)
+{
+    if (!node) {
+        return NULL;
+    }
+    ft_tstate *ts = caa_container_of(node, ft_tstate, node);
+    ft_rcu_received(ts);
+    return ts;
+}
+
+ft_tstate *
+ft_tstate_first(PyInterpreterState *interp)
+{
+    struct cds_lfht_iter it;
+    cds_lfht_first(interp->threads, &it);
+    return from_node(cds_lfht_iter_get_node(&it));
+}
+
+ft_tstate *
+ft_tstate_next(ft_tstate *ts)
+{
+    /* Resume the table's own iteration at ts: an iterator is (node, the
+     * node's next pointer).  If ts was removed meanwhile, its next pointer
+     * carries the removed flag and still leads on into the list, and the
+     * nodes it leads to stay allocated until we pass a quiescent state. */
+    struct cds_lfht_iter it;
+    it.node = &ts->node;
+    it.next = __atomic_load_n(&ts->node.next, __ATOMIC_ACQUIRE);
+    cds_lfht_next(ts->base.interp->threads, &it);
+    return from_node(cds_lfht_iter_get_node(&it));
+}
+
+/* ---- stop-the-world ------------------------------------------------------------ */
+
+static void
+stw_notify(PyInterpreterState *interp)
+{
+    atomic_fetch_add_explicit(&interp->stw.wake, 1, memory_order_release);
+    ft_parking_lot_unpark_all(&interp->stw.wake);
+}
+
+void
+ft_stop_the_world(PyInterpreterState *interp)
+{
+    if (!ft_free_threaded) {
+        return;   /* the caller holds the GIL: nobody else is attached */
+    }
+    ft_stw *stw = &interp->stw;
+    ft_tstate *me = ft_tls_current;
+    /* Detaches while it waits: the other requester may be stopping us. */
+    PyMutex_Lock(&stw->mutex);
+    uint64_t seq = atomic_fetch_add_explicit(&stw->seq, 1, memory_order_seq_cst) + 1;
+    atomic_store_explicit(&stw->requester, me, memory_order_seq_cst);
+    stw->stops++;
+
+    bool was_online = ft_rcu_is_online();
+    if (!was_online) {
+        ft_rcu_ensure_registered();
+        ft_rcu_online();
+    }
+    for (;;) {
+        uint32_t wake = atomic_load_explicit(&stw->wake, memory_order_acquire);
+        int running = 0;
+        for (ft_tstate *ts = ft_tstate_first(interp); ts; ts = ft_tstate_next(ts)) {
+            if (ts == me) {
+                continue;
+            }
+            uint64_t w = atomic_load_explicit(&ts->state, memory_order_seq_cst);
+            for (;;) {
+                int kind = FT_TS_KIND(w);
+                if (kind == FT_TS_ATTACHED) {
+                    atomic_fetch_or_explicit(&ts->breaker, FT_BREAK_PLEASE_STOP,
+                                             memory_order_seq_cst);
+                    running++;
+                    break;
+                }
+                if (kind == FT_TS_SHUTTING_DOWN ||
+                    (kind == FT_TS_SUSPENDED && FT_TS_TAG(w) == seq)) {
+                    break;
+                }
+                /* DETACHED, or a stale suspension: stamp it with this stop. */
+                if (atomic_compare_exchange_weak_explicit(&ts->state, &w, FT_TS_SUSPENDED_BY(seq),
+                                                          memory_order_seq_cst,
+                                                          memory_order_seq_cst)) {
+                    break;
+                }
+            }
+        }
+        if (running == 0) {
+            break;
+        }
+        /* Those still running answer at their next safe point and wake us;
+         * threads that detach on their own do not, hence the 1 ms rescan.
+         * Offline while parked: we hold no pointer into the list across
+         * rounds. */
+        ft_rcu_offline();
+        (void)ft_parking_lot_park(&stw->wake, &wake, sizeof wake, FT_NS_PER_MS, NULL, 0);
+        ft_rcu_online();
+    }
+    if (!was_online) {
+        ft_rcu_offline();
+    }
+}
+
+void
+ft_start_the_world(PyInterpreterState *interp)
+{
+    if (!ft_free_threaded) {
+        return;
+    }
+    ft_stw *stw = &interp->stw;
+    atomic_fetch_add_explicit(&stw->seq, 1, memory_order_seq_cst);   /* even: over */
+    bool was_online = ft_rcu_is_online();
+    if (!was_online) {
+        ft_rcu_ensure_registered();
+        ft_rcu_online();
+    }
+    for (ft_tstate *ts = ft_tstate_first(interp); ts; ts = ft_tstate_next(ts)) {
+        atomic_fetch_and_explicit(&ts->breaker, ~(uint32_t)FT_BREAK_PLEASE_STOP,
+                                  memory_order_relaxed);
+        uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
+        while (FT_TS_KIND(w) == FT_TS_SUSPENDED) {
+            if (atomic_compare_exchange_weak_explicit(&ts->state, &w, FT_TS_DETACHED,
+                                                      memory_order_release,
+                                                      memory_order_acquire)) {
+                ft_parking_lot_unpark_all(&ts->state);
+                break;
+            }
+        }
+    }
+    if (!was_online) {
+        ft_rcu_offline();
+    }
+    atomic_store_explicit(&stw->requester, NULL, memory_order_release);
+    PyMutex_Unlock(&stw->mutex);
+}
+
+/* ---- attach / detach ---------------------------------------------------------- */
+
+/* The attached thread ts sees stop `seq` requested: step aside. */
+static void
+suspend_self(ft_tstate *ts, uint64_t seq)
+{
+    PyInterpreterState *interp = ts->base.interp;
+    atomic_store_explicit(&ts->state, FT_TS_SUSPENDED_BY(seq), memory_order_release);
+    stw_notify(interp);
+}
+
+static bool
+must_hang(PyInterpreterState *interp, ft_tstate *ts)
+{
+    ft_tstate *fin = atomic_load_explicit(&interp->finalizing, memory_order_acquire);
+    return fin != NULL && fin != ts;
+}
+
+void
+ft_tstate_attach(ft_tstate *ts, const char *func)
+{
+    if (ft_unlikely(ft_tls_current != NULL)) {
+        fatal(func, ft_tls_current == ts ? "the thread state is already attached"
+                                         : "this thread already has an attached thread state");
+    }
+    PyInterpreterState *interp = ts->base.interp;
+    int saved_errno = errno;
+    ft_rcu_ensure_registered();
+    if (!ft_free_threaded) {
+        ft_gil_take(&ft_rt.gil, ts);
+    }
+    for (;;) {
+        uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
+        switch (FT_TS_KIND(w)) {
+        case FT_TS_DETACHED:
+            if (ft_unlikely(must_hang(interp, ts))) {
+                goto hang_registered;
+            }
+            if (!atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_ATTACHED,
+                                                         memory_order_seq_cst,
+                                                         memory_order_relaxed)) {
+                continue;
+            }
+            if (ft_free_threaded) {
+                uint64_t seq = atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst);
+                if (ft_unlikely(seq & 1) &&
+                    atomic_load_explicit(&interp->stw.requester, memory_order_relaxed) != ts) {
+                    suspend_self(ts, seq);
+                    continue;
+                }
+            }
+            goto attached;
+        case FT_TS_ATTACHED:
+            fatal(func, "the thread state is attached to another thread");
+        case FT_TS_SUSPENDED:
+            if (atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst) == FT_TS_TAG(w)) {
+                (void)ft_parking_lot_park(&ts->state, &w, sizeof w, -1, NULL, 0);
+            }
+            else {
+                /* Stale: its stop is over.  Clear it ourselves. */
+                atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_DETACHED,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed);
+            }
+            continue;
+        default:   /* SHUTTING_DOWN: removed by finalization */
+            if (!ft_free_threaded) {
+                ft_gil_drop(&ft_rt.gil, NULL);
+            }
+            ft_hang_thread(ts);
+        }
+    }
+hang_registered:
+    if (!ft_free_threaded) {
+        ft_gil_drop(&ft_rt.gil, NULL);
+    }
+    ft_hang_thread(NULL);
+attached:
+    ft_tls_current = ts;
+    bind_to_thread(ts);
+    ft_rcu_online();
+    errno = saved_errno;
+}
+
+void
+ft_tstate_detach(ft_tstate *ts)
+{
+    ft_rcu_offline();
+    ft_tls_current = NULL;
+    atomic_store_explicit(&ts->state, FT_TS_DETACHED, memory_order_release);
+    if (ft_free_threaded) {
+        if (atomic_load_explicit(&ts->breaker, memory_order_relaxed) & FT_BREAK_PLEASE_STOP) {
+            stw_notify(ts->base.interp);
+        }
+    }
+    else {
+        ft_gil_drop(&ft_rt.gil, ts);
+    }
+}
+
+void
+ft_safe_point_slow(ft_tstate *ts)
+{
+    uint32_t bits = atomic_load_explicit(&ts->breaker, memory_order_acquire);
+    if (!(bits & REQUESTS)) {
+        return;
+    }
+    if (ft_free_threaded) {
+        atomic_fetch_and_explicit(&ts->breaker, ~(uint32_t)FT_BREAK_PLEASE_STOP,
+                                  memory_order_relaxed);
+        PyInterpreterState *interp = ts->base.interp;
+        uint64_t seq = atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst);
+        if (!(seq & 1)) {
+            return;   /* the stop already ended (it cleared our bit too) */
+        }
+        ft_rcu_offline();
+        ft_tls_current = NULL;
+        suspend_self(ts, seq);
+    }
+    else {
+        /* GIL drop request: detach (ft_gil_drop waits for the hand-off). */
+        ft_tstate_detach(ts);
+    }
+    ft_tstate_attach(ts, "safe point");
+}
+
+void
+ft_hang_thread(ft_tstate *ts)
+{
+    if (ft_rcu_is_online()) {
+        ft_rcu_offline();
+    }
+    if (ts && atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
+        ft_tstate_free_later(ts);
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+/* ---- creation and deletion ------------------------------------------------------ */
+
+static void
+tstate_free_cb(ft_rcu_head *head)
+{
+    FT_RCU_CALLBACK_BEGIN();
+    ft_tstate *ts = caa_container_of(head, ft_tstate, rcu);
+    ft_raw_free(ts, sizeof *ts);
+}
+
+void
+ft_tstate_free_later(ft_tstate *ts)
+{
+    ft_rcu_ensure_registered();
+    ft_rcu_call(&ts->rcu, tstate_free_cb);
+}
+
+ft_tstate *
+ft_tstate_new(PyInterpreterState *interp, ft_whence whence)
+{
+    ft_tstate *ts = ft_raw_calloc(sizeof *ts);
+    if (!ts) {
+        return NULL;
+    }
+    ts->base.interp = interp;
+    ts->id = atomic_fetch_add_explicit(&ft_rt.next_tstate_id, 1, memory_order_relaxed) + 1;
+    ts->whence = (uint8_t)whence;
+    ts->gilstate_counter = whence == FT_WHENCE_GILSTATE ? 0 : 1;
+    atomic_init(&ts->state, FT_TS_DETACHED);
+    atomic_init(&ts->refs, 1);
+    cds_lfht_node_init(&ts->node);
+    registry_add(ts);
+    if (ft_free_threaded) {
+        /* Registering during a stop: suspend ourselves (the requester's walk
+         * may have missed us).  If the stop ended meanwhile, undo it; a newer
+         * stop's walk re-stamps the tag and our undo then fails, rightly. */
+        uint64_t seq = atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst);
+        if (seq & 1) {
+            uint64_t w = FT_TS_DETACHED;
+            if (atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_SUSPENDED_BY(seq),
+                                                        memory_order_seq_cst,
+                                                        memory_order_relaxed) &&
+                atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst) != seq) {
+                w = FT_TS_SUSPENDED_BY(seq);
+                atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_DETACHED,
+                                                        memory_order_seq_cst,
+                                                        memory_order_relaxed);
+            }
+        }
+    }
+    return ts;
+}
+
+void
+ft_tstate_clear(ft_tstate *ts)
+{
+    ts->cleared = true;
+    ts->ensure_counter = 0;
+}
+
+void
+ft_tstate_delete(ft_tstate *ts, const char *func)
+{
+    uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
+    if (FT_TS_KIND(w) == FT_TS_ATTACHED) {
+        fatal(func, ts == ft_tls_current ? "the thread state is still attached (current)"
+                                         : "the thread state is attached to another thread");
+    }
+    if (!ts->cleared) {
+        ft_tstate_clear(ts);
+    }
+    ft_tstate_unregister(ts);
+    unbind_from_thread(ts);
+    if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
+        ft_tstate_free_later(ts);
+    }
+}
+
+/* ---- hooks for sync/ ------------------------------------------------------------- */
+
+static void *
+park_detach(void)
+{
+    ft_tstate *ts = ft_tls_current;
+    if (ts) {
+        ft_tstate_detach(ts);
+    }
+    return ts;
+}
+
+static void
+park_reattach(void *token)
+{
+    ft_tstate_attach(token, "PyMutex_Lock");
+}
+
+static const ft_detach_hooks park_hooks = { park_detach, park_reattach };
+
+static bool
+holds_gil(void)
+{
+    return ft_tls_current != NULL;
+}
+
+void
+ft_tstate_runtime_init(void)
+{
+    ft_parking_lot_set_detach_hooks(&park_hooks);
+    if (!ft_free_threaded) {
+        ft_mutex_set_gil_probe(holds_gil);
+    }
+}
+
+/* ---- public API -------------------------------------------------------------------- */
+
+PyThreadState *
+PyThreadState_New(PyInterpreterState *interp)
+{
+    if (!interp) {
+        fatal("PyThreadState_New", "interp is NULL");
+    }
+    return (PyThreadState *)ft_tstate_new(interp, FT_WHENCE_USER);
+}
+
+void
+PyThreadState_Clear(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyThreadState_Clear", "tstate is NULL");
+    }
+    ft_tstate *ts = ft_ts(tstate);
+    uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
+    if (FT_TS_KIND(w) == FT_TS_ATTACHED && ts != ft_tls_current) {
+        fatal("PyThreadState_Clear", "the thread state is attached to another thread");
+    }
+    ft_tstate_clear(ts);
+}
+
+void
+PyThreadState_Delete(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyThreadState_Delete", "tstate is NULL");
+    }
+    ft_tstate_delete(ft_ts(tstate), "PyThreadState_Delete");
+}
+
+void
+PyThreadState_DeleteCurrent(void)
+{
+    ft_tstate *ts = ft_tls_current;
+    if (!ts) {
+        fatal("PyThreadState_DeleteCurrent", "no thread state is attached");
+    }
+    if (!ts->cleared) {
+        ft_tstate_clear(ts);
+    }
+    ft_tstate_detach(ts);
+    ft_tstate_delete(ts, "PyThreadState_DeleteCurrent");
+}
+
+PyThreadState *
+PyThreadState_Get(void)
+{
+    ft_tstate *ts = ft_tls_current;
+    if (!ts) {
+        fatal("PyThreadState_Get", "the function must be called with an attached thread "
+                                   "state, but none is attached");
+    }
+    return &ts->base;
+}
+
+PyThreadState *
+PyThreadState_GetUnchecked(void)
+{
+    return (PyThreadState *)ft_tls_current;
+}
+
+PyThreadState *
+PyThreadState_Swap(PyThreadState *tstate)
+{
+    ft_tstate *old = ft_tls_current;
+    if (&old->base == tstate && old) {
+        return tstate;
+    }
+    if (old) {
+        ft_tstate_detach(old);
+    }
+    if (tstate) {
+        ft_tstate_attach(ft_ts(tstate), "PyThreadState_Swap");
+    }
+    return (PyThreadState *)old;
+}
+
+PyInterpreterState *
+PyThreadState_GetInterpreter(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyThreadState_GetInterpreter", "tstate is NULL");
+    }
+    return tstate->interp;
+}
+
+uint64_t
+PyThreadState_GetID(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyThreadState_GetID", "tstate is NULL");
+    }
+    return ft_ts(tstate)->id;
+}
+
+PyThreadState *
+PyInterpreterState_ThreadHead(PyInterpreterState *interp)
+{
+    if (!interp) {
+        fatal("PyInterpreterState_ThreadHead", "interp is NULL");
+    }
+    if (!interp->threads) {
+        return NULL;
+    }
+    ft_tstate *ts;
+    WITH_RCU_ONLINE(ts = ft_tstate_first(interp));
+    return (PyThreadState *)ts;
+}
+
+PyThreadState *
+PyThreadState_Next(PyThreadState *tstate)
+{
+    if (!tstate) {
+        return NULL;
+    }
+    ft_tstate *ts;
+    WITH_RCU_ONLINE(ts = ft_tstate_next(ft_ts(tstate)));
+    return (PyThreadState *)ts;
+}
+
+PyThreadState *
+PyEval_SaveThread(void)
+{
+    ft_tstate *ts = ft_tls_current;
+    if (!ts) {
+        fatal("PyEval_SaveThread", "the function must be called with an attached thread "
+                                   "state, but none is attached");
+    }
+    ft_tstate_detach(ts);
+    return &ts->base;
+}
+
+void
+PyEval_RestoreThread(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyEval_RestoreThread", "tstate is NULL");
+    }
+    ft_tstate *ts = ft_ts(tstate);
+    ft_tstate_attach(ts, "PyEval_RestoreThread");
+    ft_safe_point(ts);
+}
+
+void
+PyEval_AcquireThread(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyEval_AcquireThread", "tstate is NULL");
+    }
+    ft_tstate *ts = ft_ts(tstate);
+    ft_tstate_attach(ts, "PyEval_AcquireThread");
+    ft_safe_point(ts);
+}
+
+void
+PyEval_ReleaseThread(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyEval_ReleaseThread", "tstate is NULL");
+    }
+    if (ft_ts(tstate) != ft_tls_current) {
+        fatal("PyEval_ReleaseThread", "tstate is not the attached thread state");
+    }
+    ft_tstate_detach(ft_ts(tstate));
+}

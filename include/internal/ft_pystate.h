@@ -1,0 +1,233 @@
+/* Thread states, interpreters and the runtime (core/).
+ *
+ *   core/tstate.c     the thread-state machine, attach/detach, the registry,
+ *                     safe points, stop-the-world
+ *   core/gil.c        the GIL (GIL build)
+ *   core/gilstate.c   PyGILState_*, PEP 788 guards, views and Ensure
+ *   core/lifecycle.c  Py_Initialize / Py_FinalizeEx, atexit, pending calls
+ *   core/fork.c       PyOS_BeforeFork / AfterFork_*
+ *
+ * The state machine and its memory orderings are described at the top of
+ * core/tstate.c; this header only declares.
+ */
+#ifndef FT_PYSTATE_H
+#define FT_PYSTATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ft_core.h"
+#include "ft_lock.h"
+#include "ft_rcu.h"
+
+/* ---- thread-state word --------------------------------------------------- */
+
+/* ft_tstate.state = kind | tag << 2.  The tag is used by SUSPENDED only: the
+ * (odd) stop-the-world sequence number of the stop that suspended it. */
+enum {
+    FT_TS_DETACHED = 0,
+    FT_TS_ATTACHED = 1,
+    FT_TS_SUSPENDED = 2,
+    FT_TS_SHUTTING_DOWN = 3,
+};
+#define FT_TS_KIND(w)        ((int)((w) & 3))
+#define FT_TS_TAG(w)         ((w) >> 2)
+#define FT_TS_SUSPENDED_BY(seq) (((uint64_t)(seq) << 2) | FT_TS_SUSPENDED)
+
+/* ft_tstate.breaker: requests an attached thread answers at its next safe
+ * point (CPython's eval breaker). */
+enum {
+    FT_BREAK_GIL_DROP = 1u << 0,      /* GIL build: another thread waits for the GIL */
+    FT_BREAK_PLEASE_STOP = 1u << 1,   /* a stop-the-world is waiting for this thread */
+    FT_BREAK_CALLS = 1u << 2,         /* pending calls to run (main thread) */
+};
+
+/* Who created a thread state (decides who deletes it). */
+typedef enum ft_whence {
+    FT_WHENCE_USER = 0,       /* PyThreadState_New */
+    FT_WHENCE_INIT = 1,       /* Py_Initialize's main thread state */
+    FT_WHENCE_GILSTATE = 2,   /* PyGILState_Ensure: its last Release deletes it */
+    FT_WHENCE_ENSURE = 3,     /* PyThreadState_Ensure: its last Release deletes it */
+} ft_whence;
+
+/* Per OS thread, refcounted: the thread's own reference plus one per thread
+ * state bound to it.  `last` is the state most recently attached on the
+ * thread (the one PyGILState_Ensure reuses); deleting a state from any
+ * thread clears it by compare-and-swap, so it never dangles. */
+typedef struct ft_thread_slot {
+    struct ft_tstate *_Atomic last;
+    int _Atomic refs;
+} ft_thread_slot;
+
+typedef struct ft_tstate {
+    PyThreadState base;              /* .interp: public, must come first */
+    uint64_t _Atomic state;          /* FT_TS_* | tag << 2 */
+    uint32_t _Atomic breaker;        /* FT_BREAK_* */
+    uint64_t id;                     /* unique in the process, > 0 */
+    ft_thread_slot *_Atomic slot;    /* the OS thread it is bound to, or NULL */
+    int gilstate_counter;            /* PyGILState_Ensure nesting (owner thread only) */
+    int ensure_counter;              /* PyThreadState_Ensure nesting (owner thread only) */
+    uint8_t whence;                  /* ft_whence */
+    bool cleared;
+    bool registered;                 /* in interp->threads */
+    int _Atomic refs;                /* 1 = the owner; 0 -> freed after a grace period */
+    struct cds_lfht_node node;       /* interp->threads, keyed by id */
+    ft_rcu_head rcu;
+} ft_tstate;
+
+static inline ft_tstate *ft_ts(PyThreadState *ts) { return (ft_tstate *)ts; }
+
+/* ---- stop-the-world ------------------------------------------------------- */
+
+typedef struct ft_stw {
+    PyMutex mutex;                   /* one requester at a time */
+    uint64_t _Atomic seq;            /* odd while a stop is requested or in force */
+    ft_tstate *_Atomic requester;
+    uint32_t _Atomic wake;           /* the requester parks here; bumped by stoppers */
+    uint64_t stops;                  /* statistics (under mutex) */
+} ft_stw;
+
+/* ---- interpreters ------------------------------------------------------- */
+
+#define FT_ATEXIT_MAX 32
+
+typedef struct ft_pending_call {
+    int (*func)(void *);
+    void *arg;
+} ft_pending_call;
+
+#define FT_PENDING_MAX 32
+
+struct _is {
+    PyInterpreterState *next;        /* runtime list (under ft_rt.interp_lock) */
+    int64_t id;                      /* 0 for the main interpreter */
+    uint64_t serial;                 /* process-unique, never reused (views) */
+    struct cds_lfht *threads;        /* ft_tstate.node, keyed by id */
+    ft_stw stw;
+    int64_t _Atomic guards;          /* open PyInterpreterGuards (+ implicit ones) */
+    int _Atomic finalize_pending;    /* Py_FinalizeEx waits for guards: no new ones */
+    /* NULL, or the finalizing thread state; FT_FINALIZED once done. */
+    ft_tstate *_Atomic finalizing;
+    ft_tstate *initial;              /* the state Py_Initialize attached */
+    PyMutex atexit_lock;
+    int atexit_n;
+    struct { void (*func)(void *); void *data; } atexit[FT_ATEXIT_MAX];
+};
+
+#define FT_FINALIZED ((ft_tstate *)(uintptr_t)1)
+
+/* ---- the GIL (core/gil.c) ----------------------------------------------- */
+
+typedef struct ft_gil {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;             /* signalled when the GIL is released */
+    pthread_cond_t switch_cond;      /* signalled when a different thread takes it */
+    int locked;                      /* under mutex */
+    ft_tstate *_Atomic holder;       /* NULL when not locked */
+    ft_tstate *last_holder;          /* under mutex */
+    uint64_t switch_number;          /* under mutex: takes by a new holder */
+    unsigned long _Atomic interval_us;
+} ft_gil;
+
+FT_INTERNAL void ft_gil_init(ft_gil *gil);
+/* Block until the calling thread holds the GIL for ts. */
+FT_INTERNAL void ft_gil_take(ft_gil *gil, ft_tstate *ts);
+/* Release it.  If ts was asked to drop it (FT_BREAK_GIL_DROP), wait until
+ * another thread has taken it, so the requester really gets a turn. */
+FT_INTERNAL void ft_gil_drop(ft_gil *gil, ft_tstate *ts);
+/* In the child after fork: held by ts if not NULL, else free. */
+FT_INTERNAL void ft_gil_after_fork(ft_gil *gil, ft_tstate *ts);
+
+/* ---- the runtime -------------------------------------------------------- */
+
+typedef struct ft_runtime {
+    int _Atomic initialized;
+    ft_tstate *_Atomic finalizing;   /* Py_IsFinalizing: the finalizing state */
+    PyMutex interp_lock;             /* interpreter list, ids, init/finalize */
+    PyInterpreterState *_Atomic interp_head;
+    PyInterpreterState *_Atomic main;
+    int64_t next_interp_id;
+    uint64_t _Atomic next_serial;
+    uint64_t _Atomic next_tstate_id;
+    unsigned long main_thread;       /* PyThread_get_thread_ident of the initializer */
+    ft_gil gil;
+    PyMutex pending_lock;
+    int pending_first, pending_n;
+    ft_pending_call pending[FT_PENDING_MAX];
+    int _Atomic pending_busy;        /* a thread is running pending calls */
+    ft_tstate *pending_tstate;       /* main thread's state (under pending_lock) */
+    int atexit_n;                    /* Py_AtExit table (under interp_lock) */
+    void (*atexit[FT_ATEXIT_MAX])(void);
+} ft_runtime;
+
+FT_INTERNAL extern ft_runtime ft_rt;
+
+/* ---- current thread state ---------------------------------------------- */
+
+FT_INTERNAL extern _Thread_local ft_tstate *ft_tls_current
+    __attribute__((tls_model("initial-exec")));
+
+static inline ft_tstate *ft_current(void) { return ft_tls_current; }
+
+/* ---- core/tstate.c ------------------------------------------------------- */
+
+/* Attach ts to the calling thread (fatal, naming `func`, if the thread has
+ * an attached state already).  May block: GIL, stop-the-world; forever if
+ * the interpreter is finalizing and ts is not the finalizing state. */
+FT_INTERNAL void ft_tstate_attach(ft_tstate *ts, const char *func);
+/* Detach the calling thread's attached state ts. */
+FT_INTERNAL void ft_tstate_detach(ft_tstate *ts);
+/* Create a registered, detached state; NULL if out of memory. */
+FT_INTERNAL ft_tstate *ft_tstate_new(PyInterpreterState *interp, ft_whence whence);
+/* Clear, unregister and free (after a grace period) a state that is not
+ * attached.  `func` names the public caller in fatal errors. */
+FT_INTERNAL void ft_tstate_delete(ft_tstate *ts, const char *func);
+FT_INTERNAL void ft_tstate_clear(ft_tstate *ts);
+/* Free ts after a grace period (its last reference is gone). */
+FT_INTERNAL void ft_tstate_free_later(ft_tstate *ts);
+/* Unlink ts from its interpreter's list (finalization, fork). */
+FT_INTERNAL void ft_tstate_unregister(ft_tstate *ts);
+/* The calling thread's slot (created on first use; NULL if out of memory). */
+FT_INTERNAL ft_thread_slot *ft_thread_slot_get(void);
+/* Make sure the calling thread is a registered QSBR reader. */
+FT_INTERNAL void ft_rcu_ensure_registered(void);
+/* Never returns: the calling thread (not attached, offline) sleeps until the
+ * process exits.  ts, if not NULL, is the state it tried to attach, whose
+ * owner reference it gives up. */
+FT_INTERNAL void _Py_NO_RETURN ft_hang_thread(ft_tstate *ts);
+
+/* Safe points: where an attached thread answers requests. */
+FT_INTERNAL void ft_safe_point_slow(ft_tstate *ts);
+static inline void
+ft_safe_point(ft_tstate *ts)
+{
+    if (ft_unlikely(atomic_load_explicit(&ts->breaker, memory_order_relaxed))) {
+        ft_safe_point_slow(ts);
+    }
+}
+
+/* Walk the registered states of interp: the caller must be online (attached,
+ * or between ft_rcu_online/offline) for the whole walk. */
+FT_INTERNAL ft_tstate *ft_tstate_first(PyInterpreterState *interp);
+FT_INTERNAL ft_tstate *ft_tstate_next(ft_tstate *ts);
+
+/* Stop every other thread of interp (free-threaded build; a no-op with the
+ * GIL, which already excludes them).  On return no other thread state of
+ * interp is ATTACHED and none can attach until ft_start_the_world. */
+FT_INTERNAL void ft_stop_the_world(PyInterpreterState *interp);
+FT_INTERNAL void ft_start_the_world(PyInterpreterState *interp);
+
+/* Hooks for sync/ (parking-lot detach, GIL probe) and the thread-exit key. */
+FT_INTERNAL void ft_tstate_runtime_init(void);
+
+/* ---- core/lifecycle.c ---------------------------------------------------- */
+
+FT_INTERNAL void ft_pending_calls_run_if_main(ft_tstate *ts, int *result);
+FT_INTERNAL void ft_interp_init(PyInterpreterState *interp, int64_t id);
+/* Take / give back an implicit guard (no allocation): false if interp is
+ * finalizing or gone. */
+FT_INTERNAL bool ft_interp_guard_acquire(PyInterpreterState *interp);
+FT_INTERNAL void ft_interp_guard_release(PyInterpreterState *interp);
+FT_INTERNAL bool ft_interp_is_finalizing(PyInterpreterState *interp, ft_tstate *ts);
+
+#endif /* FT_PYSTATE_H */
