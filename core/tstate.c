@@ -96,7 +96,6 @@ static _Thread_local bool tls_rcu_registered __attribute__((tls_model("initial-e
 static pthread_key_t thread_exit_key;
 static pthread_once_t thread_exit_once = PTHREAD_ONCE_INIT;
 
-#define REQUESTS (FT_BREAK_PLEASE_STOP | FT_BREAK_GIL_DROP)
 
 static void _Py_NO_RETURN
 fatal(const char *func, const char *msg)
@@ -505,7 +504,7 @@ void
 ft_safe_point_slow(ft_tstate *ts)
 {
     uint32_t bits = atomic_load_explicit(&ts->breaker, memory_order_acquire);
-    if (!(bits & REQUESTS)) {
+    if (!(bits & FT_BREAK_REQUESTS)) {
         return;
     }
     if (ft_free_threaded) {

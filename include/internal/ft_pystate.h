@@ -196,12 +196,16 @@ FT_INTERNAL void ft_rcu_ensure_registered(void);
  * owner reference it gives up. */
 FT_INTERNAL void _Py_NO_RETURN ft_hang_thread(ft_tstate *ts);
 
-/* Safe points: where an attached thread answers requests. */
+/* Safe points: where an attached thread answers stop and GIL-drop requests
+ * (pending calls run only at the explicit ones, PyErr_CheckSignals and
+ * Py_MakePendingCalls, which can report their failure). */
+#define FT_BREAK_REQUESTS (FT_BREAK_PLEASE_STOP | FT_BREAK_GIL_DROP)
 FT_INTERNAL void ft_safe_point_slow(ft_tstate *ts);
 static inline void
 ft_safe_point(ft_tstate *ts)
 {
-    if (ft_unlikely(atomic_load_explicit(&ts->breaker, memory_order_relaxed))) {
+    if (ft_unlikely(atomic_load_explicit(&ts->breaker, memory_order_relaxed) &
+                    FT_BREAK_REQUESTS)) {
         ft_safe_point_slow(ts);
     }
 }
