@@ -532,8 +532,11 @@ ft_hang_thread(ft_tstate *ts)
     if (ft_rcu_is_online()) {
         ft_rcu_offline();
     }
-    if (ts && atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
-        ft_tstate_free_later(ts);
+    if (ts) {
+        unbind_from_thread(ts);
+        if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
+            ft_tstate_free_later(ts);
+        }
     }
     for (;;) {
         pause();
