@@ -185,6 +185,11 @@ typedef struct bench_params {
 typedef int bench_workload_fn(const bench_params *p, FILE *out);
 
 bench_workload_fn bench_mutex_run;   /* mutex.c */
+bench_workload_fn bench_attach_run;  /* tstate.c: attach, gilstate, tstate, tss, churn */
+bench_workload_fn bench_gilstate_run;
+bench_workload_fn bench_tstate_run;
+bench_workload_fn bench_tss_run;
+bench_workload_fn bench_churn_run;
 
 /* ---- formatting ---------------------------------------------------------- */
 

@@ -67,6 +67,8 @@ typedef struct measure_desc {
     bool higher_is_better;
     bool per_thread_count;   /* one worker run per --threads entry */
     sampling sampling;
+    bool show_scaling;       /* per_thread_count: columns "vs T=1" (median at T
+                                over the median at T=1, per build) */
 } measure_desc;
 
 typedef struct subject_desc {
@@ -88,9 +90,9 @@ typedef struct workload_desc {
 
 static const measure_desc mutex_measures[] = {
     {"uncontended", "uncontended lock+unlock, one thread", "ns/op", false, false,
-     SAMPLE_CALIBRATED},
+     SAMPLE_CALIBRATED, false},
     {"contended", "contended: lock, work, unlock, work; total over all threads", "ops/s",
-     true, true, SAMPLE_FIXED_WALL},
+     true, true, SAMPLE_FIXED_WALL, false},
 };
 
 static const subject_desc mutex_subjects[] = {
@@ -100,9 +102,75 @@ static const subject_desc mutex_subjects[] = {
     {"floor", "2 locked CAS (floor)", "uncontended"},
 };
 
+/* Thread states (tstate.c).  One workload per baseline, so that each table
+ * compares its subjects with one thing measured beside them. */
+static const measure_desc attach_measures[] = {
+    {"roundtrip", "detach+attach round trip on the main thread", "ns/op", false, false,
+     SAMPLE_CALIBRATED, false},
+};
+
+static const subject_desc attach_subjects[] = {
+    {"allow_threads", "Py_BEGIN/END_ALLOW_THREADS", NULL},
+    {"pthread", "pthread_mutex lock+unlock", NULL},
+};
+
+static const measure_desc gilstate_measures[] = {
+    {"ensure_release", "PyGILState_Ensure+Release", "ns/op", false, false,
+     SAMPLE_CALIBRATED, false},
+};
+
+static const subject_desc gilstate_subjects[] = {
+    {"nested", "nested: thread attached", NULL},
+    {"detached", "own state, detached", NULL},
+    {"fresh", "fresh thread: new state each", NULL},
+    {"pthread", "pthread_mutex lock+unlock", NULL},
+};
+
+static const measure_desc tstate_measures[] = {
+    {"create_destroy", "create and destroy a thread state", "ns/op", false, false,
+     SAMPLE_CALIBRATED, false},
+};
+
+static const subject_desc tstate_subjects[] = {
+    {"new_clear_delete", "New+Clear+Delete, attached", NULL},
+    {"new_attach_delete", "New+Restore+Clear+DeleteCurrent", NULL},
+    {"raw_alloc", "PyMem_RawCalloc+Free, 128 B", NULL},
+};
+
+static const measure_desc tss_measures[] = {
+    {"set_get", "thread-specific storage set+get", "ns/op", false, false,
+     SAMPLE_CALIBRATED, false},
+};
+
+static const subject_desc tss_subjects[] = {
+    {"tss", "PyThread_tss_set+get", NULL},
+    {"pthread", "pthread_setspecific+getspecific", NULL},
+};
+
+static const measure_desc churn_measures[] = {
+    {"threads", "every thread creates and destroys states; total over all threads",
+     "ops/s", true, true, SAMPLE_FIXED_WALL, true},
+};
+
+static const subject_desc churn_subjects[] = {
+    {"new_clear_delete", "New+Clear+Delete, unattached", NULL},
+    {"ensure_fresh", "GILState Ensure+Release, fresh", NULL},
+    {"raw_alloc", "PyMem_RawCalloc+Free, 128 B", NULL},
+};
+
 static const workload_desc workloads[] = {
     {"mutex", mutex_measures, ARRAY_LEN(mutex_measures),
      mutex_subjects, ARRAY_LEN(mutex_subjects), "pthread"},
+    {"attach", attach_measures, ARRAY_LEN(attach_measures),
+     attach_subjects, ARRAY_LEN(attach_subjects), "pthread"},
+    {"gilstate", gilstate_measures, ARRAY_LEN(gilstate_measures),
+     gilstate_subjects, ARRAY_LEN(gilstate_subjects), "pthread"},
+    {"tstate", tstate_measures, ARRAY_LEN(tstate_measures),
+     tstate_subjects, ARRAY_LEN(tstate_subjects), "raw_alloc"},
+    {"tss", tss_measures, ARRAY_LEN(tss_measures),
+     tss_subjects, ARRAY_LEN(tss_subjects), "pthread"},
+    {"churn", churn_measures, ARRAY_LEN(churn_measures),
+     churn_subjects, ARRAY_LEN(churn_subjects), "raw_alloc"},
 };
 #define N_WORKLOADS ARRAY_LEN(workloads)
 
@@ -121,6 +189,13 @@ static const anchor anchors[] = {
     {"mutex", "uncontended", "pymutex", 1, 5.42, 5.46},
     {"mutex", "contended", "pymutex", 2, 1.79e8, 8.97e7},   /* threads without tstate */
     {"mutex", "contended", "pymutex", 4, 1.71e8, 4.96e7},
+    {"attach", "roundtrip", "allow_threads", 1, 18.4, 74.3},             /* f */
+    {"gilstate", "ensure_release", "nested", 1, 11.5, 10.1},            /* e */
+    {"gilstate", "ensure_release", "detached", 1, 29.8, 64.3},
+    {"gilstate", "ensure_release", "fresh", 1, 2824, 419},
+    {"tstate", "create_destroy", "new_clear_delete", 1, 2499, 396},     /* g */
+    {"tstate", "create_destroy", "new_attach_delete", 1, 2725, 475},
+    {"tss", "set_get", "tss", 1, 8.59, 9.40},                           /* h */
 };
 
 /* The issues' targets, checked against this run's medians. */
@@ -130,15 +205,35 @@ typedef struct target {
     bool at_most;                               /* value <= limit, else >= */
     double limit;
     const char *text;
+    bool ft_only;   /* a free-threaded target (a CPython 3.13t figure): the GIL
+                       build's value is shown, not judged */
 } target;
 
 static const target targets[] = {
     {"mutex", "uncontended", "pymutex", 1, true, 5.5,
-     "PyMutex uncontended <= 5.5 ns/op"},
+     "PyMutex uncontended <= 5.5 ns/op", false},
     {"mutex", "uncontended", "pymutex/pthread", 1, true, 0.6,
-     "PyMutex/pthread uncontended <= 0.60x"},
+     "PyMutex/pthread uncontended <= 0.60x", false},
     {"mutex", "contended", "pymutex/pthread", 0, false, 1.0,
-     "PyMutex/pthread contended ops/s >= 1.00x"},
+     "PyMutex/pthread contended ops/s >= 1.00x", false},
+    /* thread states: at most CPython 3.13t's figure (free-threaded build),
+     * and at most 700 ns to create and destroy a state (both builds) */
+    {"attach", "roundtrip", "allow_threads", 1, true, 18.4,
+     "detach+attach <= 18.4 ns (3.13t)", true},
+    {"gilstate", "ensure_release", "nested", 1, true, 11.5,
+     "GILState nested <= 11.5 ns (3.13t)", true},
+    {"gilstate", "ensure_release", "detached", 1, true, 29.8,
+     "GILState own detached state <= 29.8 ns (3.13t)", true},
+    {"gilstate", "ensure_release", "fresh", 1, true, 2824,
+     "GILState fresh thread <= 2824 ns (3.13t)", true},
+    {"gilstate", "ensure_release", "fresh", 1, true, 700,
+     "GILState fresh thread <= 700 ns", false},
+    {"tstate", "create_destroy", "new_clear_delete", 1, true, 2499,
+     "New+Clear+Delete <= 2499 ns (3.13t)", true},
+    {"tstate", "create_destroy", "new_clear_delete", 1, true, 700,
+     "New+Clear+Delete <= 700 ns", false},
+    {"tss", "set_get", "tss", 1, true, 8.59,
+     "PyThread_tss_set+get <= 8.59 ns (3.13t)", true},
 };
 
 /* =========================================================================
@@ -572,7 +667,7 @@ progress(int done, int total, int64_t start_ns, const char *what)
  * Tables
  * ========================================================================= */
 
-#define TBL_COLS 12
+#define TBL_COLS 14
 #define TBL_ROWS 64
 #define TBL_CELL 48
 
@@ -710,7 +805,7 @@ format_stats(const row *r, int v, char *median, char *range)
 
 enum {
     COL_WHAT, COL_T, COL_FT, COL_FT_RANGE, COL_GIL, COL_GIL_RANGE, COL_RATIO,
-    COL_BASE_FT, COL_BASE_GIL, COL_CPY_FT, COL_CPY_GIL, N_COLS
+    COL_SCALE_FT, COL_SCALE_GIL, COL_BASE_FT, COL_BASE_GIL, COL_CPY_FT, COL_CPY_GIL, N_COLS
 };
 
 static void
@@ -720,15 +815,23 @@ print_measure_table(FILE *out, const workload_desc *w, const measure_desc *m)
     snprintf(base_group, sizeof base_group, "vs %s", w->baseline);
     table_reset(N_COLS);
     const char *group[N_COLS] = {"", NULL, "free-threaded", NULL, "GIL", NULL, "",
-                                 base_group, NULL, "CPython 3.13", NULL};
+                                 "vs T=1", NULL, base_group, NULL, "CPython 3.13", NULL};
     const char *head[N_COLS] = {"measurement", "T", "median", "[min-max]", "median",
-                                "[min-max]", "FT/GIL", "FT", "GIL", "FT", "GIL"};
+                                "[min-max]", "FT/GIL", "FT", "GIL", "FT", "GIL", "FT",
+                                "GIL"};
+    bool scaling = m->per_thread_count && m->show_scaling;
     for (int c = 0; c < N_COLS; c++) {
         tbl.group[c] = group[c];
         tbl.head[c] = head[c];
         tbl.right[c] = c != COL_WHAT && c != COL_FT_RANGE && c != COL_GIL_RANGE;
     }
     tbl.gap[COL_FT_RANGE] = tbl.gap[COL_GIL_RANGE] = 1;
+    if (!scaling) {
+        /* empty and zero-width: the table prints as if they were not there */
+        tbl.group[COL_SCALE_FT] = tbl.group[COL_SCALE_GIL] = NULL;
+        tbl.head[COL_SCALE_FT] = tbl.head[COL_SCALE_GIL] = NULL;
+        tbl.gap[COL_SCALE_FT] = tbl.gap[COL_SCALE_GIL] = 0;
+    }
 
     for (size_t i = 0; i < n_rows && tbl.nrows < TBL_ROWS; i++) {
         const row *r = &rows[i];
@@ -744,6 +847,15 @@ print_measure_table(FILE *out, const workload_desc *w, const measure_desc *m)
         double ft = row_median(r->workload, r->measure, r->subject, r->threads, VARIANT_FT);
         double gil = row_median(r->workload, r->measure, r->subject, r->threads, VARIANT_GIL);
         bench_format_ratio(ft / gil, table_cell(t, COL_RATIO), TBL_CELL);
+        if (scaling) {
+            for (int v = 0; v < N_VARIANTS; v++) {
+                double at_t = v == VARIANT_FT ? ft : gil;
+                double at_1 = row_median(r->workload, r->measure, r->subject, 1, v);
+                bench_format_ratio(at_t / at_1,
+                                   table_cell(t, v == VARIANT_FT ? COL_SCALE_FT : COL_SCALE_GIL),
+                                   TBL_CELL);
+            }
+        }
         if (strcmp(r->subject, w->baseline) != 0) {
             char ratio_subject[64];
             snprintf(ratio_subject, sizeof ratio_subject, "%s/%s", r->subject, w->baseline);
@@ -801,7 +913,9 @@ print_targets(FILE *out, const options *o)
                     bench_format_value(x, table_cell(t, 1 + 2 * v), TBL_CELL);
                 }
                 snprintf(table_cell(t, 2 + 2 * v), TBL_CELL, "%s",
-                         isnan(x) ? "not run" : met ? "met" : "MISSED");
+                         isnan(x) ? "not run"
+                         : tg->ft_only && v != VARIANT_FT ? "(FT target)"
+                         : met ? "met" : "MISSED");
             }
         }
     }
@@ -972,10 +1086,10 @@ main(int argc, char **argv)
             print_measure_table(stdout, w, &w->measures[mi]);
         }
     }
-    printf("\nFT/GIL: ratio of the medians.  vs %s: median of per-sample ratios "
-           "taken in one worker.\n"
-           "CPython 3.13: upstream 3.13.15 on this machine kind (cpython-anchor.md).\n",
-           o.only ? o.only->baseline : workloads[0].baseline);
+    printf("\nFT/GIL: ratio of the medians.  vs <baseline>: the subject over the table's "
+           "baseline row, the median\nof per-sample ratios taken in one worker.  "
+           "vs T=1: the median at T over the median at T=1.\n"
+           "CPython 3.13: upstream 3.13.15 on this machine kind (cpython-anchor.md).\n");
     print_targets(stdout, &o);
 
     bench_cpu_usage u = bench_cpu_usage_between(&run_before, &run_after, 0);

@@ -12,8 +12,9 @@
  * which runs the workers; running a worker by hand is for debugging a
  * workload.  Exit status: 0, 1 if the measurement failed, 2 for bad usage.
  *
- * A new workload is a file like mutex.c plus one line in the table below
- * and its description in ftrt_bench.c.
+ * A new workload is a file like mutex.c (or a function in one: tstate.c
+ * holds five) plus one line in the table below and its description in
+ * ftrt_bench.c.
  *
  * The workers link the installed shared library and see only <Python.h>, as
  * an extension would: the inline fast paths come from the public headers and
@@ -32,6 +33,11 @@ static const struct {
     bench_workload_fn *run;
 } workloads[] = {
     {"mutex", bench_mutex_run},
+    {"attach", bench_attach_run},
+    {"gilstate", bench_gilstate_run},
+    {"tstate", bench_tstate_run},
+    {"tss", bench_tss_run},
+    {"churn", bench_churn_run},
 };
 
 static void

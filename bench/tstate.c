@@ -1,0 +1,724 @@
+/* Workloads "attach", "gilstate", "tstate", "tss" and "churn": thread states,
+ * attach/detach, the GIL-state API and thread-specific storage.
+ *
+ * Each measure runs its subjects in one worker process, in rotating order
+ * from one sample to the next, beside a baseline measured the same way; the
+ * worker prints one result line per subject and the per-sample ratio of each
+ * subject to the baseline ("<subject>/<baseline>", unit "x").  Calibrated
+ * measures report ns per operation, loop overhead included (under 1 ns).
+ * The runtime is initialized (Py_InitializeEx(0)) by the workloads that need
+ * it and finalized before the worker exits; the calling thread is then the
+ * main thread, attached, as in an embedding application.
+ *
+ * attach roundtrip          ns/op
+ *     allow_threads  Py_BEGIN_ALLOW_THREADS; Py_END_ALLOW_THREADS on the
+ *                    main thread (detach + attach; the GIL build drops and
+ *                    takes the GIL).  CPython 3.13 figure f.
+ *     pthread        pthread_mutex_lock + unlock: the baseline.
+ *
+ * gilstate ensure_release   ns/op
+ *     nested     PyGILState_Ensure + Release on the attached main thread:
+ *                a counter increment (CPython figure e, nested).
+ *     detached   the same with the main thread's own state detached
+ *                (Ensure re-attaches slot->last, the state most recently
+ *                attached on the thread; Release detaches it again).
+ *     fresh      on a new pthread that has no state: every Ensure creates a
+ *                state (PyGILState's own, whence GILSTATE) and every Release
+ *                clears and deletes it.  The main thread is detached while
+ *                the helper thread runs.
+ *     pthread    pthread_mutex_lock + unlock: the baseline.
+ *     Before measuring, the worker checks that each case takes the path it
+ *     is named for (LOCKED vs UNLOCKED, the state reused, a new state
+ *     created and deleted each time); a mismatch fails the worker.
+ *
+ * tstate create_destroy     ns/op
+ *     new_clear_delete   PyThreadState_New + Clear + Delete of a state that
+ *                        is never attached, from the attached main thread
+ *                        (CPython figure g).  The state's memory is freed
+ *                        after an RCU grace period, on liburcu's call_rcu
+ *                        thread: that part of the cost is not in the loop's
+ *                        time (it runs on the other CPU), as it is in
+ *                        CPython, which frees at once.  The main thread
+ *                        detaches for a moment after each timed run so
+ *                        the grace period can end.
+ *     new_attach_delete  New + PyEval_RestoreThread + Clear +
+ *                        PyThreadState_DeleteCurrent on a pthread without a
+ *                        state of its own (CPython figure g, second row).
+ *     raw_alloc          PyMem_RawCalloc(1, 128) + PyMem_RawFree: the
+ *                        library's allocator on a block about the size of a
+ *                        thread state; the baseline (the allocation floor).
+ *
+ * tss set_get               ns/op
+ *     tss        PyThread_tss_set + PyThread_tss_get (CPython figure h).
+ *     pthread    pthread_setspecific + pthread_getspecific: the baseline.
+ *
+ * churn threads T           total ops/s over T threads, fixed wall time
+ *     T pthreads without thread states, released together, each looping:
+ *     new_clear_delete   PyThreadState_New + Clear + Delete (no thread is
+ *                        attached: in both builds this is the lock-free
+ *                        registry under concurrent registration)
+ *     ensure_fresh       PyGILState_Ensure + Release, each pair creating
+ *                        and deleting a state (in the GIL build the threads
+ *                        take turns at the GIL)
+ *     raw_alloc          PyMem_RawCalloc(1, 128) + PyMem_RawFree: the
+ *                        baseline, the allocator's own scaling.
+ *     The main thread is detached during a sample.  ftrt-bench prints the
+ *     scaling against T=1 beside the table.
+ */
+#include <Python.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+/* About sizeof(ft_tstate) (core/, ~112 bytes): the raw_alloc baseline's
+ * block.  Only the order of magnitude matters: one size class. */
+#define TSTATE_SIZE 128
+
+#define MAX_SUBJECTS 4
+
+static void
+fail(const char *what)
+{
+    fprintf(stderr, "tstate bench: %s\n", what);
+    fflush(stderr);
+    exit(1);
+}
+
+/* ---- the runtime ------------------------------------------------------------ */
+
+static PyInterpreterState *interp;
+
+static void
+runtime_up(void)
+{
+    Py_InitializeEx(0);
+    if (PyThreadState_GetUnchecked() == NULL) {
+        fail("Py_InitializeEx left no thread state attached");
+    }
+    interp = PyInterpreterState_Main();
+    if (interp == NULL) {
+        fail("no main interpreter after Py_InitializeEx");
+    }
+}
+
+static int
+runtime_down(int rc)
+{
+    if (Py_FinalizeEx() != 0 && rc == 0) {
+        rc = 1;
+    }
+    return rc;
+}
+
+/* ---- result lines ------------------------------------------------------------ */
+
+typedef struct subject {
+    const char *name;
+    bench_timed_fn *fn;   /* calibrated measures */
+    void *ctx;
+} subject;
+
+static void
+print_line(FILE *out, const char *workload, const bench_params *p, const char *subject,
+           const char *unit, const double *samples)
+{
+    bench_result r = {
+        .workload = workload,
+        .measure = p->measure,
+        .subject = subject,
+        .threads = p->threads,
+        .unit = unit,
+        .samples = samples,
+        .n_samples = (size_t)p->samples,
+    };
+    bench_result_print(out, &r);
+}
+
+/* One line per subject, then each subject over the baseline, sample by
+ * sample. */
+static void
+print_results(FILE *out, const char *workload, const bench_params *p, const char *unit,
+              const char *const *names, size_t n, size_t baseline,
+              double values[][BENCH_MAX_SAMPLES])
+{
+    for (size_t k = 0; k < n; k++) {
+        print_line(out, workload, p, names[k], unit, values[k]);
+    }
+    double ratio[BENCH_MAX_SAMPLES];
+    for (size_t k = 0; k < n; k++) {
+        if (k == baseline) {
+            continue;
+        }
+        for (int s = 0; s < p->samples; s++) {
+            ratio[s] = values[k][s] / values[baseline][s];
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%s/%s", names[k], names[baseline]);
+        print_line(out, workload, p, name, "x", ratio);
+    }
+}
+
+/* Calibrate every subject, then take p->samples samples of each in
+ * rotating order; ns per operation. */
+static int
+measure_calibrated(const bench_params *p, FILE *out, const char *workload,
+                   const subject *subs, size_t n, size_t baseline)
+{
+    uint64_t iters[MAX_SUBJECTS];
+    for (size_t k = 0; k < n; k++) {
+        iters[k] = bench_calibrate(subs[k].fn, subs[k].ctx, p->sample_ns);
+    }
+    double ns[MAX_SUBJECTS][BENCH_MAX_SAMPLES];
+    for (int s = 0; s < p->samples; s++) {
+        size_t order[MAX_SUBJECTS];
+        bench_rotation((size_t)s, n, order);
+        for (size_t i = 0; i < n; i++) {
+            size_t k = order[i];
+            ns[k][s] = (double)subs[k].fn(subs[k].ctx, iters[k]) / (double)iters[k];
+        }
+    }
+    const char *names[MAX_SUBJECTS];
+    for (size_t k = 0; k < n; k++) {
+        names[k] = subs[k].name;
+    }
+    print_results(out, workload, p, "ns/op", names, n, baseline, ns);
+    return 0;
+}
+
+/* ---- running a timed loop on a thread of its own ------------------------------ */
+
+typedef struct on_thread {
+    bench_timed_fn *fn;
+    void *ctx;
+    uint64_t iters;
+    int64_t elapsed;
+} on_thread;
+
+static void *
+on_thread_main(void *arg)
+{
+    on_thread *t = arg;
+    t->elapsed = t->fn(t->ctx, t->iters);
+    return NULL;
+}
+
+/* Run fn(ctx, iters) on a new pthread (no thread state of its own) while
+ * the calling thread, attached, detaches: the helper must be able to attach
+ * (the GIL), and a QSBR grace period must not wait for us. */
+static int64_t
+time_on_new_thread(bench_timed_fn *fn, void *ctx, uint64_t iters)
+{
+    on_thread t = {.fn = fn, .ctx = ctx, .iters = iters, .elapsed = -1};
+    pthread_t thread;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pthread_create(&thread, NULL, on_thread_main, &t);
+    if (rc == 0) {
+        pthread_join(thread, NULL);
+    }
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        fail("pthread_create failed");
+    }
+    return t.elapsed;
+}
+
+/* ---- the pthread_mutex baseline ----------------------------------------------- */
+
+static pthread_mutex_t baseline_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t
+timed_pthread_mutex(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        pthread_mutex_lock(&baseline_mutex);
+        bench_compiler_barrier();
+        pthread_mutex_unlock(&baseline_mutex);
+    }
+    return bench_now_ns() - t0;
+}
+
+/* ---- attach ----------------------------------------------------------------------- */
+
+static int64_t
+timed_allow_threads(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        Py_BEGIN_ALLOW_THREADS
+        bench_compiler_barrier();
+        Py_END_ALLOW_THREADS
+    }
+    return bench_now_ns() - t0;
+}
+
+int
+bench_attach_run(const bench_params *p, FILE *out)
+{
+    if (strcmp(p->measure, "roundtrip") != 0) {
+        return 2;
+    }
+    runtime_up();
+    const subject subs[] = {
+        {"allow_threads", timed_allow_threads, NULL},
+        {"pthread", timed_pthread_mutex, NULL},
+    };
+    int rc = measure_calibrated(p, out, "attach", subs, 2, 1);
+    return runtime_down(rc);
+}
+
+/* ---- gilstate ------------------------------------------------------------------- */
+
+static inline __attribute__((always_inline)) void
+ensure_release(void)
+{
+    PyGILState_STATE s = PyGILState_Ensure();
+    bench_compiler_barrier();
+    PyGILState_Release(s);
+}
+
+static int64_t
+timed_ensure_loop(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        ensure_release();
+    }
+    return bench_now_ns() - t0;
+}
+
+/* (a) the main thread, attached */
+static int64_t
+timed_gilstate_nested(void *ctx, uint64_t iters)
+{
+    return timed_ensure_loop(ctx, iters);
+}
+
+/* (b) the main thread with its own state detached */
+static int64_t
+timed_gilstate_detached(void *ctx, uint64_t iters)
+{
+    int64_t elapsed;
+    Py_BEGIN_ALLOW_THREADS
+    elapsed = timed_ensure_loop(ctx, iters);
+    Py_END_ALLOW_THREADS
+    return elapsed;
+}
+
+/* (c) a new pthread without a state */
+static int64_t
+timed_gilstate_fresh(void *ctx, uint64_t iters)
+{
+    return time_on_new_thread(timed_ensure_loop, ctx, iters);
+}
+
+/* The checks, on the thread of case (c): no state before, a new state
+ * attached inside, none left after. */
+static void *
+check_fresh_thread(void *arg)
+{
+    const char **err = arg;
+    *err = NULL;
+    if (PyGILState_GetThisThreadState() != NULL || PyGILState_Check()) {
+        *err = "fresh: a new thread already has a thread state";
+        return NULL;
+    }
+    uint64_t ids[2];
+    for (int i = 0; i < 2; i++) {
+        PyGILState_STATE s = PyGILState_Ensure();
+        PyThreadState *ts = PyThreadState_GetUnchecked();
+        if (s != PyGILState_UNLOCKED || ts == NULL || !PyGILState_Check()) {
+            *err = "fresh: Ensure did not attach a state of its own (UNLOCKED)";
+        }
+        ids[i] = ts ? PyThreadState_GetID(ts) : 0;
+        PyGILState_Release(s);
+        if (PyThreadState_GetUnchecked() != NULL || PyGILState_GetThisThreadState() != NULL) {
+            *err = "fresh: Release left a state behind (not deleted)";
+        }
+    }
+    if (*err == NULL && ids[0] == ids[1]) {
+        *err = "fresh: the second Ensure reused the first one's state";
+    }
+    return NULL;
+}
+
+static void
+check_gilstate_paths(void)
+{
+    PyThreadState *main_ts = PyThreadState_Get();
+    /* (a) nested: LOCKED, the same state stays attached */
+    PyGILState_STATE s = PyGILState_Ensure();
+    if (s != PyGILState_LOCKED || PyThreadState_GetUnchecked() != main_ts) {
+        fail("nested: Ensure on an attached thread did not return LOCKED");
+    }
+    PyGILState_Release(s);
+    if (PyThreadState_GetUnchecked() != main_ts) {
+        fail("nested: Release detached the main thread state");
+    }
+    /* (b) detached: UNLOCKED, the main thread's own state re-attached */
+    bool ok = true;
+    Py_BEGIN_ALLOW_THREADS
+    s = PyGILState_Ensure();
+    ok = s == PyGILState_UNLOCKED && PyThreadState_GetUnchecked() == main_ts;
+    PyGILState_Release(s);
+    ok = ok && PyThreadState_GetUnchecked() == NULL
+            && PyGILState_GetThisThreadState() == main_ts;
+    Py_END_ALLOW_THREADS
+    if (!ok) {
+        fail("detached: Ensure did not re-attach the thread's own state (UNLOCKED), "
+             "or Release did not detach it");
+    }
+    /* (c) fresh */
+    const char *err = NULL;
+    pthread_t thread;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pthread_create(&thread, NULL, check_fresh_thread, &err);
+    if (rc == 0) {
+        pthread_join(thread, NULL);
+    }
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        fail("pthread_create failed");
+    }
+    if (err) {
+        fail(err);
+    }
+}
+
+int
+bench_gilstate_run(const bench_params *p, FILE *out)
+{
+    if (strcmp(p->measure, "ensure_release") != 0) {
+        return 2;
+    }
+    runtime_up();
+    check_gilstate_paths();
+    const subject subs[] = {
+        {"nested", timed_gilstate_nested, NULL},
+        {"detached", timed_gilstate_detached, NULL},
+        {"fresh", timed_gilstate_fresh, NULL},
+        {"pthread", timed_pthread_mutex, NULL},
+    };
+    int rc = measure_calibrated(p, out, "gilstate", subs, 4, 3);
+    return runtime_down(rc);
+}
+
+/* ---- tstate ----------------------------------------------------------------------- */
+
+static inline __attribute__((always_inline)) void
+new_clear_delete(void)
+{
+    PyThreadState *ts = PyThreadState_New(interp);
+    if (ts == NULL) {
+        fail("PyThreadState_New: out of memory");
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_Delete(ts);
+}
+
+static inline __attribute__((always_inline)) void
+raw_alloc_free(void)
+{
+    void *block = PyMem_RawCalloc(1, TSTATE_SIZE);
+    if (block == NULL) {
+        fail("PyMem_RawCalloc: out of memory");
+    }
+    bench_keep_u64((uint64_t)(uintptr_t)block);
+    PyMem_RawFree(block);
+}
+
+static int64_t
+timed_new_clear_delete(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        new_clear_delete();
+    }
+    int64_t elapsed = bench_now_ns() - t0;
+    /* A quiescent point, so the deleted states can be freed: an attached
+     * thread holds off RCU grace periods. */
+    Py_BEGIN_ALLOW_THREADS
+    Py_END_ALLOW_THREADS
+    return elapsed;
+}
+
+static int64_t
+new_attach_delete_loop(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        PyThreadState *ts = PyThreadState_New(interp);
+        if (ts == NULL) {
+            fail("PyThreadState_New: out of memory");
+        }
+        PyEval_RestoreThread(ts);
+        PyThreadState_Clear(ts);
+        PyThreadState_DeleteCurrent();
+    }
+    return bench_now_ns() - t0;
+}
+
+static int64_t
+timed_new_attach_delete(void *ctx, uint64_t iters)
+{
+    return time_on_new_thread(new_attach_delete_loop, ctx, iters);
+}
+
+static int64_t
+timed_raw_alloc(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        raw_alloc_free();
+    }
+    return bench_now_ns() - t0;
+}
+
+int
+bench_tstate_run(const bench_params *p, FILE *out)
+{
+    if (strcmp(p->measure, "create_destroy") != 0) {
+        return 2;
+    }
+    runtime_up();
+    const subject subs[] = {
+        {"new_clear_delete", timed_new_clear_delete, NULL},
+        {"new_attach_delete", timed_new_attach_delete, NULL},
+        {"raw_alloc", timed_raw_alloc, NULL},
+    };
+    int rc = measure_calibrated(p, out, "tstate", subs, 3, 2);
+    return runtime_down(rc);
+}
+
+/* ---- tss -------------------------------------------------------------------------- */
+
+static Py_tss_t tss_key = Py_tss_NEEDS_INIT;
+static pthread_key_t pthread_key;
+
+static int64_t
+timed_tss(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    uint64_t acc = 0;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        acc += (uint64_t)PyThread_tss_set(&tss_key, (void *)(uintptr_t)(i | 1));
+        acc += (uint64_t)(uintptr_t)PyThread_tss_get(&tss_key);
+    }
+    int64_t elapsed = bench_now_ns() - t0;
+    bench_keep_u64(acc);
+    return elapsed;
+}
+
+static int64_t
+timed_pthread_specific(void *ctx, uint64_t iters)
+{
+    (void)ctx;
+    uint64_t acc = 0;
+    int64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        acc += (uint64_t)pthread_setspecific(pthread_key, (void *)(uintptr_t)(i | 1));
+        acc += (uint64_t)(uintptr_t)pthread_getspecific(pthread_key);
+    }
+    int64_t elapsed = bench_now_ns() - t0;
+    bench_keep_u64(acc);
+    return elapsed;
+}
+
+int
+bench_tss_run(const bench_params *p, FILE *out)
+{
+    if (strcmp(p->measure, "set_get") != 0) {
+        return 2;
+    }
+    /* no runtime: TSS works without one */
+    if (PyThread_tss_create(&tss_key) != 0 || pthread_key_create(&pthread_key, NULL) != 0) {
+        fail("cannot create a TSS key");
+    }
+    if (PyThread_tss_set(&tss_key, &tss_key) != 0 || PyThread_tss_get(&tss_key) != &tss_key) {
+        fail("PyThread_tss_get does not return what PyThread_tss_set stored");
+    }
+    const subject subs[] = {
+        {"tss", timed_tss, NULL},
+        {"pthread", timed_pthread_specific, NULL},
+    };
+    int rc = measure_calibrated(p, out, "tss", subs, 2, 1);
+    PyThread_tss_delete(&tss_key);
+    pthread_key_delete(pthread_key);
+    return rc;
+}
+
+/* ---- churn ----------------------------------------------------------------------- */
+
+typedef enum churn_kind {
+    CHURN_NEW_CLEAR_DELETE,
+    CHURN_ENSURE_FRESH,
+    CHURN_RAW_ALLOC,
+    N_CHURN
+} churn_kind;
+
+static const char *const churn_names[N_CHURN] = {"new_clear_delete", "ensure_fresh",
+                                                  "raw_alloc"};
+
+typedef struct churn_run {
+    _Alignas(64) atomic_int ready;   /* threads at the start barrier */
+    atomic_int go;
+    _Alignas(64) atomic_int stop;
+} churn_run;
+
+typedef struct churn_slot {
+    _Alignas(64) churn_run *run;
+    pthread_t thread;
+    uint64_t ops;
+    int64_t end_ns;
+    bool bad;   /* the thread found a state where it should have none */
+} churn_slot;
+
+static inline __attribute__((always_inline)) void *
+churn_loop(churn_slot *me, churn_kind kind)
+{
+    churn_run *run = me->run;
+    me->bad = PyGILState_GetThisThreadState() != NULL;
+    atomic_fetch_add_explicit(&run->ready, 1, memory_order_relaxed);
+    while (!atomic_load_explicit(&run->go, memory_order_acquire)) {
+        sched_yield();
+    }
+    uint64_t ops = 0;
+    while (!atomic_load_explicit(&run->stop, memory_order_relaxed)) {
+        switch (kind) {
+        case CHURN_NEW_CLEAR_DELETE:
+            new_clear_delete();
+            break;
+        case CHURN_ENSURE_FRESH:
+            ensure_release();
+            break;
+        case CHURN_RAW_ALLOC:
+            raw_alloc_free();
+            break;
+        case N_CHURN:
+            break;
+        }
+        ops++;
+    }
+    me->end_ns = bench_now_ns();
+    me->ops = ops;
+    me->bad |= PyGILState_GetThisThreadState() != NULL;
+    return NULL;
+}
+
+static void *
+churn_new_clear_delete(void *slot)
+{
+    return churn_loop(slot, CHURN_NEW_CLEAR_DELETE);
+}
+
+static void *
+churn_ensure_fresh(void *slot)
+{
+    return churn_loop(slot, CHURN_ENSURE_FRESH);
+}
+
+static void *
+churn_raw_alloc(void *slot)
+{
+    return churn_loop(slot, CHURN_RAW_ALLOC);
+}
+
+static void *(*const churn_fns[N_CHURN])(void *) = {
+    churn_new_clear_delete, churn_ensure_fresh, churn_raw_alloc,
+};
+
+/* Total ops/s of one sample; the caller is the attached main thread. */
+static double
+churn_sample(churn_kind kind, int threads, int64_t duration_ns)
+{
+    churn_run run;
+    atomic_init(&run.ready, 0);
+    atomic_init(&run.go, 0);
+    atomic_init(&run.stop, 0);
+    churn_slot *slots = aligned_alloc(64, sizeof *slots * (size_t)threads);
+    if (slots == NULL) {
+        fail("out of memory");
+    }
+    int started = 0;
+    int64_t t0 = 0, end = 0;
+    uint64_t total = 0;
+    bool bad = false;
+    Py_BEGIN_ALLOW_THREADS
+    for (; started < threads; started++) {
+        churn_slot *s = &slots[started];
+        memset(s, 0, sizeof *s);
+        s->run = &run;
+        if (pthread_create(&s->thread, NULL, churn_fns[kind], s) != 0) {
+            break;
+        }
+    }
+    while (atomic_load_explicit(&run.ready, memory_order_relaxed) < started) {
+        sched_yield();
+    }
+    t0 = bench_now_ns();
+    atomic_store_explicit(&run.go, 1, memory_order_release);
+    if (started == threads) {
+        bench_sleep_until_ns(t0 + duration_ns);
+    }
+    atomic_store_explicit(&run.stop, 1, memory_order_relaxed);
+    end = t0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(slots[i].thread, NULL);
+        total += slots[i].ops;
+        bad |= slots[i].bad;
+        if (slots[i].end_ns > end) {
+            end = slots[i].end_ns;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(slots);
+    if (started != threads) {
+        fail("pthread_create failed");
+    }
+    if (bad) {
+        fail("churn: a new thread had a thread state, or kept one after the loop");
+    }
+    /* the last thread to stop ends the interval (it may have been waiting
+     * for the GIL, or descheduled, when stop was set) */
+    return (double)total * 1e9 / (double)(end - t0);
+}
+
+int
+bench_churn_run(const bench_params *p, FILE *out)
+{
+    if (strcmp(p->measure, "threads") != 0) {
+        return 2;
+    }
+    if (p->threads < 1) {
+        fprintf(stderr, "churn: needs threads >= 1\n");
+        return 1;
+    }
+    runtime_up();
+    double ops[N_CHURN][BENCH_MAX_SAMPLES];
+    for (int s = 0; s < p->samples; s++) {
+        size_t order[N_CHURN];
+        bench_rotation((size_t)s, N_CHURN, order);
+        for (int i = 0; i < N_CHURN; i++) {
+            size_t k = order[i];
+            ops[k][s] = churn_sample((churn_kind)k, p->threads, p->sample_ns);
+        }
+    }
+    print_results(out, "churn", p, "ops/s", churn_names, N_CHURN, CHURN_RAW_ALLOC, ops);
+    return runtime_down(0);
+}
