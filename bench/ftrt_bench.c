@@ -1,9 +1,10 @@
 /* ftrt-bench: measures ftrt's free-threaded build against its GIL build.
  *
- *     ftrt-bench --quick              about half a minute (.ci/bench, the README's command)
- *     ftrt-bench [--full]             the full run (about a minute and a half)
+ *     ftrt-bench --quick              about a minute (.ci/bench, the README's command)
+ *     ftrt-bench [--full]             the full run (about three minutes)
  *     ftrt-bench --smoke              tiny sizes, one round: the CI test
  *     ftrt-bench --rounds 7 --threads 1,2,4 --workload mutex
+ *     ftrt-bench --workload attach,gilstate,tstate,tss,churn   the thread states
  *
  * The two builds export the same symbols, so they cannot share a process.
  * This driver contains no ftrt code: it runs ftrt-bench-worker-ft and
@@ -14,10 +15,13 @@
  *   measurement, T      the subject (PyMutex, ...) and the thread count
  *   median [min-max]    over every sample of every round, per build
  *   FT/GIL              the free-threaded median over the GIL median
- *   vs pthread FT, GIL  the subject over the in-process baseline: the median
- *                       of per-sample ratios, each from two samples taken
- *                       back to back in one worker (so < 1 is faster for
- *                       ns/op and slower for ops/s)
+ *   vs T=1 FT, GIL      (thread-scaling measures) the median at T over the
+ *                       median at T=1
+ *   vs <baseline> FT, GIL  the subject over the workload's in-process
+ *                       baseline (pthread_mutex_t, PyMem_RawCalloc, ...): the
+ *                       median of per-sample ratios, each from two samples
+ *                       taken back to back in one worker (so < 1 is faster
+ *                       for ns/op and slower for ops/s)
  *   CPython 3.13        the reference figure for the same measurement, where
  *                       one exists (cpython-anchor.md)
  *
@@ -249,10 +253,11 @@ typedef struct run_mode {
     double wall_ms;
 } run_mode;
 
-/* Worker runs per round (mutex, threads 1,2,4,8): 5 per build.  The wall
- * samples dominate: 3 locks x 4 thread counts x 2 builds x samples x ms. */
-static const run_mode mode_full = {"full", 5, 7, 20, 3, 200};    /* ~80 s */
-static const run_mode mode_quick = {"quick", 3, 5, 10, 3, 100};  /* ~25 s */
+/* Worker runs per round (threads 1,2,4,8): 13 per build, mutex 5, the
+ * thread-state workloads 8.  The wall samples dominate: (3 locks + 3 churn
+ * subjects) x 4 thread counts x 2 builds x samples x ms per round. */
+static const run_mode mode_full = {"full", 5, 7, 20, 3, 200};    /* ~3 min */
+static const run_mode mode_quick = {"quick", 3, 5, 10, 3, 100};  /* ~1 min */
 static const run_mode mode_smoke = {"smoke", 1, 1, 1, 1, 5};     /* ~1 s */
 
 enum { VARIANT_FT, VARIANT_GIL, N_VARIANTS };
@@ -268,22 +273,33 @@ typedef struct options {
     bool smoke;
     int threads[MAX_THREAD_COUNTS];
     int n_threads;
-    const workload_desc *only;   /* NULL: every workload */
+    bool skip[N_WORKLOADS];      /* --workload: those not named */
 } options;
+
+static bool
+workload_selected(const options *o, const char *name)
+{
+    for (size_t w = 0; w < N_WORKLOADS; w++) {
+        if (strcmp(workloads[w].name, name) == 0) {
+            return !o->skip[w];
+        }
+    }
+    return false;
+}
 
 static void
 usage(FILE *f)
 {
     fprintf(f,
         "usage: ftrt-bench [--full | --quick | --smoke] [--rounds N]\n"
-        "                  [--threads 1,2,4,8] [--workload NAME]\n"
-        "  --full        the default: 5 rounds, 200 ms contended samples (~80 s)\n"
-        "  --quick       3 rounds, shorter samples (about 25 s)\n"
+        "                  [--threads 1,2,4,8] [--workload LIST]\n"
+        "  --full        the default: 5 rounds, 200 ms multi-thread samples (~3 min)\n"
+        "  --quick       3 rounds, shorter samples (about a minute)\n"
         "  --smoke       tiny sizes and one round; checks that every measurement\n"
         "                produced a positive number (for CI; no timing asserted)\n"
         "  --rounds N    FT,GIL worker pairs per measurement (default 5, quick 3)\n"
         "  --threads L   thread counts for multi-thread measures (default 1,2,4,8)\n"
-        "  --workload W  run one workload:");
+        "  --workload L  run only these workloads (comma-separated):");
     for (size_t i = 0; i < N_WORKLOADS; i++) {
         fprintf(f, " %s", workloads[i].name);
     }
@@ -354,14 +370,20 @@ parse_options(int argc, char **argv)
             i++;
         }
         else if (strcmp(a, "--workload") == 0 && next) {
-            o.only = NULL;
+            char list[256];
+            snprintf(list, sizeof list, "%s", next);
             for (size_t w = 0; w < N_WORKLOADS; w++) {
-                if (strcmp(next, workloads[w].name) == 0) {
-                    o.only = &workloads[w];
-                }
+                o.skip[w] = true;
             }
-            if (o.only == NULL) {
-                die("unknown workload '%s'", next);
+            for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+                size_t w = 0;
+                while (w < N_WORKLOADS && strcmp(tok, workloads[w].name) != 0) {
+                    w++;
+                }
+                if (w == N_WORKLOADS) {
+                    die("unknown workload '%s'", tok);
+                }
+                o.skip[w] = false;
             }
             i++;
         }
@@ -634,7 +656,7 @@ plan_jobs(const options *o, job *jobs)
     size_t n = 0;
     for (size_t wi = 0; wi < N_WORKLOADS; wi++) {
         const workload_desc *w = &workloads[wi];
-        if (o->only && o->only != w) {
+        if (o->skip[wi]) {
             continue;
         }
         for (size_t mi = 0; mi < w->n_measures; mi++) {
@@ -889,7 +911,7 @@ print_targets(FILE *out, const options *o)
     tbl.gap[2] = tbl.gap[4] = 1;
     for (size_t i = 0; i < ARRAY_LEN(targets); i++) {
         const target *tg = &targets[i];
-        if (o->only && strcmp(o->only->name, tg->workload) != 0) {
+        if (!workload_selected(o, tg->workload)) {
             continue;
         }
         const int *counts = tg->threads ? &tg->threads : o->threads;
@@ -1079,7 +1101,7 @@ main(int argc, char **argv)
            "of all rounds\n", allocator[VARIANT_FT], allocator[VARIANT_GIL]);
     for (size_t wi = 0; wi < N_WORKLOADS; wi++) {
         const workload_desc *w = &workloads[wi];
-        if (o.only && o.only != w) {
+        if (o.skip[wi]) {
             continue;
         }
         for (size_t mi = 0; mi < w->n_measures; mi++) {
