@@ -1,0 +1,1027 @@
+/* Stop-the-world (core/tstate.c), white-box: ft_stop_the_world /
+ * ft_start_the_world on the main interpreter.
+ *
+ * Covers scenarios D42 (attached threads at safe points end up SUSPENDED and
+ * stay still until start), D43 (threads blocked detached do not hold a stop
+ * up), D44 (a state registered during a stop starts SUSPENDED and cannot
+ * attach until start; also while the stop is only pending), D45 (a thread
+ * deleting its state while a stop is pending), D47 (attach while SUSPENDED
+ * blocks until start, through RestoreThread, AcquireThread and Swap), a
+ * thread without safe points holding a stop up until it reaches one,
+ * back-to-back stops against threads attaching and detaching, two
+ * requesters excluding each other, a requester with no attached state, and a
+ * requester using safe points and detaching during its own stop.
+ *
+ * In the GIL build ft_stop_the_world is a no-op: the requester holds the GIL,
+ * which already keeps every other thread detached.  The tests that make
+ * sense there assert that instead (others stay DETACHED, nothing advances,
+ * an attach waits until the requester detaches); the rest skip.
+ *
+ * Helper threads only record into atomics; the test's main thread asserts.
+ */
+#include "harness.h"
+#include "test_util.h"
+
+#include "ft_lock.h"
+#include "ft_pystate.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POLL_MS 5000
+/* How long "has not happened yet" is watched for: long enough that a broken
+ * stop would usually be caught, short enough to keep the file fast. */
+#define QUIET_NS (30 * 1000000LL)
+
+TestSuite(stw, .timeout = FT_TIMEOUT(30));
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static uint64_t
+word_of(PyThreadState *ts)
+{
+    return atomic_load(&ft_ts(ts)->state);
+}
+
+static int
+kind_of(PyThreadState *ts)
+{
+    return FT_TS_KIND(word_of(ts));
+}
+
+static const char *
+kind_name(int k)
+{
+    switch (k) {
+    case FT_TS_DETACHED: return "DETACHED";
+    case FT_TS_ATTACHED: return "ATTACHED";
+    case FT_TS_SUSPENDED: return "SUSPENDED";
+    default: return "SHUTTING_DOWN";
+    }
+}
+
+static uint64_t
+stw_seq(PyInterpreterState *interp)
+{
+    return atomic_load(&interp->stw.seq);
+}
+
+static uint32_t
+breaker_of(PyThreadState *ts)
+{
+    return atomic_load(&ft_ts(ts)->breaker);
+}
+
+/* States of interp other than `me` that are ATTACHED.  Works attached or
+ * not (goes online for the walk). */
+static int
+attached_others(PyInterpreterState *interp, PyThreadState *me)
+{
+    bool online = ft_rcu_is_online();
+    if (!online) {
+        ft_rcu_ensure_registered();
+        ft_rcu_online();
+    }
+    int n = 0;
+    for (ft_tstate *t = ft_tstate_first(interp); t; t = ft_tstate_next(t)) {
+        if (&t->base != me && FT_TS_KIND(atomic_load(&t->state)) == FT_TS_ATTACHED) {
+            n++;
+        }
+    }
+    if (!online) {
+        ft_rcu_offline();
+    }
+    return n;
+}
+
+static int
+walk_length(PyInterpreterState *interp)
+{
+    int n = 0;
+    for (PyThreadState *p = PyInterpreterState_ThreadHead(interp); p; p = PyThreadState_Next(p)) {
+        n++;
+    }
+    return n;
+}
+
+/* ---- spinners: attached threads counting, with or without safe points ------ */
+
+#define MAX_SPIN 8
+
+typedef struct spinner {
+    PyThreadState *_Atomic ts;
+    atomic_long counter;
+    atomic_int safe_points;     /* call PyErr_CheckSignals each round */
+    atomic_int stop;
+    atomic_int done;
+} spinner;
+
+static void *
+spin(void *arg)
+{
+    spinner *s = arg;
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    PyEval_RestoreThread(ts);
+    atomic_store(&s->ts, ts);
+    while (!atomic_load(&s->stop)) {
+        atomic_fetch_add(&s->counter, 1);
+        if (atomic_load(&s->safe_points)) {
+            (void)PyErr_CheckSignals();
+        }
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+static void
+start_spinners(spinner *s, pthread_t *t, int n, bool safe_points)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_store(&s[i].safe_points, safe_points);
+        t[i] = test_start_thread(spin, &s[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&s[i].counter) > 0, POLL_MS),
+                  "spinner %d never ran", i);
+    }
+}
+
+/* Call detached (GIL build: the spinners need the GIL to finish). */
+static void
+stop_spinners(spinner *s, pthread_t *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_store(&s[i].stop, 1);
+    }
+    for (int i = 0; i < n; i++) {
+        test_join_thread(t[i]);
+        cr_assert(atomic_load(&s[i].done));
+    }
+}
+
+/* ---- D42 ------------------------------------------------------------------------ */
+
+Test(stw, d42_stop_suspends_threads_at_safe_points, .timeout = FT_TIMEOUT(30))
+{
+    enum { N = 8 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    spinner s[N];
+    pthread_t t[N];
+    memset(s, 0, sizeof s);
+    start_spinners(s, t, N, true);
+    if (ft_free_threaded) {
+        for (int i = 0; i < N; i++) {
+            cr_assert(TEST_POLL_UNTIL(kind_of(atomic_load(&s[i].ts)) == FT_TS_ATTACHED, POLL_MS));
+        }
+    }
+    PyEval_RestoreThread(me);
+
+    ft_stop_the_world(interp);
+    uint64_t seq = stw_seq(interp);
+    int kinds[N];
+    uint64_t words[N];
+    for (int i = 0; i < N; i++) {
+        words[i] = word_of(atomic_load(&s[i].ts));
+        kinds[i] = FT_TS_KIND(words[i]);
+    }
+    long c1[N], c2[N];
+    for (int i = 0; i < N; i++) {
+        c1[i] = atomic_load(&s[i].counter);
+    }
+    test_sleep_ns(QUIET_NS);
+    for (int i = 0; i < N; i++) {
+        c2[i] = atomic_load(&s[i].counter);
+    }
+    int attached_during = attached_others(interp, me);
+    int me_kind = kind_of(me);
+    ft_start_the_world(interp);
+    uint64_t seq_after = stw_seq(interp);
+
+    for (int i = 0; i < N; i++) {
+        if (ft_free_threaded) {
+            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq),
+                         "spinner %d is %s (tag %llu, stop %llu) when the stop returned", i,
+                         kind_name(kinds[i]), (unsigned long long)FT_TS_TAG(words[i]),
+                         (unsigned long long)seq);
+        }
+        else {
+            cr_assert_neq(kinds[i], FT_TS_ATTACHED, "GIL build: spinner %d attached while the "
+                          "requester holds the GIL", i);
+        }
+        cr_assert_eq(c1[i], c2[i], "spinner %d advanced while the world was stopped", i);
+    }
+    cr_assert_eq(attached_during, 0);
+    cr_assert_eq(me_kind, FT_TS_ATTACHED, "the requester suspended itself");
+    if (ft_free_threaded) {
+        cr_assert(seq & 1, "stw.seq %llu is even while stopped", (unsigned long long)seq);
+        cr_assert_eq(seq_after, seq + 1);
+        for (int i = 0; i < N; i++) {
+            PyThreadState *ts = atomic_load(&s[i].ts);
+            cr_assert_neq(kind_of(ts), FT_TS_SUSPENDED, "spinner %d still suspended", i);
+            cr_assert_eq(breaker_of(ts) & FT_BREAK_PLEASE_STOP, 0,
+                         "spinner %d still asked to stop", i);
+        }
+    }
+
+    /* after start, everyone moves again */
+    me = PyEval_SaveThread();
+    for (int i = 0; i < N; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&s[i].counter) > c2[i], POLL_MS),
+                  "spinner %d did not resume", i);
+    }
+    stop_spinners(s, t, N);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- D43 ------------------------------------------------------------------------ */
+
+enum block_how { BLOCK_SLEEP, BLOCK_MUTEX, BLOCK_LEGACY };
+
+typedef struct blocked {
+    enum block_how how;
+    PyMutex *mutex;
+    PyThread_type_lock lock;
+    atomic_int *release;
+    PyThreadState *_Atomic ts;
+    atomic_int stage;          /* 1: about to block; 2: through */
+    atomic_int kind_after;
+} blocked;
+
+static void *
+block_detached(void *arg)
+{
+    blocked *b = arg;
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    PyEval_RestoreThread(ts);
+    atomic_store(&b->ts, ts);
+    atomic_store(&b->stage, 1);
+    switch (b->how) {
+    case BLOCK_SLEEP:
+        Py_BEGIN_ALLOW_THREADS
+        while (!atomic_load(b->release)) {
+            test_sleep_ns(1000000);
+        }
+        Py_END_ALLOW_THREADS
+        break;
+    case BLOCK_MUTEX:
+        PyMutex_Lock(b->mutex);
+        PyMutex_Unlock(b->mutex);
+        break;
+    case BLOCK_LEGACY:
+        (void)PyThread_acquire_lock(b->lock, WAIT_LOCK);
+        PyThread_release_lock(b->lock);
+        break;
+    }
+    atomic_store(&b->kind_after, kind_of(ts));
+    atomic_store(&b->stage, 2);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    return NULL;
+}
+
+Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIMEOUT(30))
+{
+    enum { N = 8 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyMutex mutex = {0};
+    PyThread_type_lock lock = PyThread_allocate_lock();
+    cr_assert_not_null(lock);
+    atomic_int release = 0;
+    PyMutex_Lock(&mutex);
+    cr_assert_eq(PyThread_acquire_lock(lock, NOWAIT_LOCK), 1);
+    PyThreadState *me = PyEval_SaveThread();
+
+    blocked b[N];
+    pthread_t t[N];
+    memset(b, 0, sizeof b);
+    for (int i = 0; i < N; i++) {
+        b[i].how = i < 3 ? BLOCK_SLEEP : i < 6 ? BLOCK_MUTEX : BLOCK_LEGACY;
+        b[i].mutex = &mutex;
+        b[i].lock = lock;
+        b[i].release = &release;
+        t[i] = test_start_thread(block_detached, &b[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&b[i].stage) == 1, POLL_MS));
+        cr_assert(TEST_POLL_UNTIL(kind_of(atomic_load(&b[i].ts)) == FT_TS_DETACHED, POLL_MS),
+                  "thread %d (how %d) not detached while blocked", i, b[i].how);
+    }
+
+    PyEval_RestoreThread(me);
+    ft_stop_the_world(interp);   /* must return: nothing here may block it */
+    uint64_t seq = stw_seq(interp);
+    uint64_t words[N];
+    for (int i = 0; i < N; i++) {
+        words[i] = word_of(atomic_load(&b[i].ts));
+    }
+    ft_start_the_world(interp);
+    for (int i = 0; i < N; i++) {
+        if (ft_free_threaded) {
+            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "thread %d (how %d) is %s", i,
+                         b[i].how, kind_name(FT_TS_KIND(words[i])));
+        }
+        else {
+            cr_assert_eq(FT_TS_KIND(words[i]), FT_TS_DETACHED);
+        }
+        cr_assert_eq(atomic_load(&b[i].stage), 1);
+    }
+    /* a second stop while they are still blocked */
+    ft_stop_the_world(interp);
+    ft_start_the_world(interp);
+
+    me = PyEval_SaveThread();
+    atomic_store(&release, 1);
+    PyMutex_Unlock(&mutex);
+    PyThread_release_lock(lock);
+    for (int i = 0; i < N; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&b[i].stage) == 2, POLL_MS),
+                  "thread %d (how %d) never got through after the world restarted", i, b[i].how);
+        test_join_thread(t[i]);
+        cr_assert_eq(atomic_load(&b[i].kind_after), FT_TS_ATTACHED);
+    }
+    PyThread_free_lock(lock);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- attaching a state that is (or starts) SUSPENDED: D44, D47 ------------------------- */
+
+enum attach_how { ATTACH_RESTORE, ATTACH_ACQUIRE, ATTACH_SWAP };
+
+typedef struct attacher {
+    enum attach_how how;
+    PyThreadState *_Atomic ts;  /* given, or NULL: create one after `go` */
+    atomic_int go;
+    atomic_int created_kind;    /* kind of the state it created, +1 (0 = not yet) */
+    atomic_ullong created_word;
+    atomic_int stage;           /* 1: about to attach; 2: attached */
+    atomic_int errno_ok;
+    atomic_int current_ok;
+} attacher;
+
+static void *
+attach_when_told(void *arg)
+{
+    attacher *a = arg;
+    while (!atomic_load(&a->go)) {
+        test_sleep_ns(200000);
+    }
+    PyThreadState *ts = atomic_load(&a->ts);
+    if (!ts) {
+        ts = PyThreadState_New(PyInterpreterState_Main());
+        atomic_store(&a->ts, ts);
+        atomic_store(&a->created_word, word_of(ts));
+        atomic_store(&a->created_kind, kind_of(ts) + 1);
+    }
+    atomic_store(&a->stage, 1);
+    errno = ENOENT;
+    switch (a->how) {
+    case ATTACH_RESTORE:
+        PyEval_RestoreThread(ts);
+        break;
+    case ATTACH_ACQUIRE:
+        PyEval_AcquireThread(ts);
+        break;
+    case ATTACH_SWAP:
+        (void)PyThreadState_Swap(ts);
+        break;
+    }
+    atomic_store(&a->errno_ok, errno == ENOENT);
+    atomic_store(&a->current_ok,
+                 PyThreadState_GetUnchecked() == ts && kind_of(ts) == FT_TS_ATTACHED);
+    atomic_store(&a->stage, 2);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    return NULL;
+}
+
+/* Main is attached and has stopped the world; the attachers are blocked (or
+ * about to be).  Check they stay blocked, restart the world, check they get
+ * through: at once in the free-threaded build, once main detaches with the
+ * GIL.  Leaves main detached; returns its state. */
+static PyThreadState *
+restart_and_release(PyInterpreterState *interp, attacher *a, pthread_t *t, int n)
+{
+    PyThreadState *me = PyThreadState_Get();
+    for (int i = 0; i < n; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&a[i].stage) >= 1, POLL_MS));
+    }
+    test_sleep_ns(QUIET_NS);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(atomic_load(&a[i].stage), 1,
+                     "attacher %d (how %d) attached while the world was stopped", i, a[i].how);
+        PyThreadState *ts = atomic_load(&a[i].ts);
+        if (ft_free_threaded) {
+            cr_assert_eq(kind_of(ts), FT_TS_SUSPENDED, "attacher %d: %s", i,
+                         kind_name(kind_of(ts)));
+        }
+        else {
+            cr_assert_eq(kind_of(ts), FT_TS_DETACHED);
+        }
+    }
+    ft_start_the_world(interp);
+    if (ft_free_threaded) {
+        for (int i = 0; i < n; i++) {
+            cr_assert(TEST_POLL_UNTIL(atomic_load(&a[i].stage) == 2, POLL_MS),
+                      "attacher %d (how %d) still blocked after the world restarted", i,
+                      a[i].how);
+        }
+    }
+    else {
+        test_sleep_ns(QUIET_NS);
+        for (int i = 0; i < n; i++) {
+            cr_assert_eq(atomic_load(&a[i].stage), 1, "GIL build: attacher %d attached while "
+                         "the requester holds the GIL", i);
+        }
+    }
+    cr_assert_eq(PyThreadState_GetUnchecked(), me);
+    me = PyEval_SaveThread();
+    for (int i = 0; i < n; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&a[i].stage) == 2, POLL_MS),
+                  "attacher %d never attached", i);
+        test_join_thread(t[i]);
+        cr_assert(atomic_load(&a[i].errno_ok), "attacher %d: errno not preserved", i);
+        cr_assert(atomic_load(&a[i].current_ok), "attacher %d: not the current state", i);
+    }
+    return me;
+}
+
+/* D44 and "a thread registering while a stop is requested ends up
+ * suspended": states made during a stop, by the requester and by other
+ * threads, start SUSPENDED and attach only after start. */
+Test(stw, d44_state_created_during_stop_starts_suspended, .timeout = FT_TIMEOUT(30))
+{
+    enum { N = 4 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    attacher a[N];
+    pthread_t t[N];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < N; i++) {
+        a[i].how = (enum attach_how)(i % 3);
+        t[i] = test_start_thread(attach_when_told, &a[i]);
+    }
+
+    ft_stop_the_world(interp);
+    uint64_t seq = stw_seq(interp);
+    /* made by the requester */
+    PyThreadState *made = PyThreadState_New(interp);
+    cr_assert_not_null(made);
+    uint64_t w = word_of(made);
+    if (ft_free_threaded) {
+        cr_assert_eq(w, FT_TS_SUSPENDED_BY(seq), "a state made during a stop is %s",
+                     kind_name(FT_TS_KIND(w)));
+    }
+    else {
+        cr_assert_eq(w, FT_TS_DETACHED);
+    }
+    atomic_store(&a[0].ts, made);
+    /* the others make their own, during the stop */
+    for (int i = 0; i < N; i++) {
+        atomic_store(&a[i].go, 1);
+    }
+    for (int i = 1; i < N; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&a[i].created_kind) != 0, POLL_MS));
+        uint64_t cw = atomic_load(&a[i].created_word);
+        if (ft_free_threaded) {
+            cr_assert_eq(cw, FT_TS_SUSPENDED_BY(seq), "thread %d registered during a stop: %s",
+                         i, kind_name(FT_TS_KIND(cw)));
+        }
+        else {
+            cr_assert_eq(cw, FT_TS_DETACHED);
+        }
+    }
+    PyThreadState *me = restart_and_release(interp, a, t, N);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* D47: a state that was DETACHED when the stop began is SUSPENDED; attaching
+ * it (any of the three ways) blocks until start, errno preserved. */
+Test(stw, d47_attach_while_suspended_blocks_until_start, .timeout = FT_TIMEOUT(30))
+{
+    enum { N = 3 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    attacher a[N];
+    pthread_t t[N];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < N; i++) {
+        a[i].how = (enum attach_how)i;
+        PyThreadState *ts = PyThreadState_New(interp);
+        cr_assert_not_null(ts);
+        atomic_store(&a[i].ts, ts);
+        t[i] = test_start_thread(attach_when_told, &a[i]);
+    }
+    ft_stop_the_world(interp);
+    uint64_t seq = stw_seq(interp);
+    for (int i = 0; i < N; i++) {
+        uint64_t w = word_of(atomic_load(&a[i].ts));
+        if (ft_free_threaded) {
+            cr_assert_eq(w, FT_TS_SUSPENDED_BY(seq), "detached state %d is %s during a stop", i,
+                         kind_name(FT_TS_KIND(w)));
+        }
+        atomic_store(&a[i].go, 1);
+    }
+    PyThreadState *me = restart_and_release(interp, a, t, N);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- a requester thread, for stops that cannot complete yet ----------------------- */
+
+typedef struct requester {
+    atomic_int attach;          /* attach a state of its own first */
+    atomic_int stopped;         /* ft_stop_the_world returned */
+    atomic_int release;         /* main says: start the world */
+    atomic_int done;
+    PyThreadState *watch;       /* a spinner state to look at once stopped */
+    atomic_int watch_kind;
+    atomic_long watch_counter;
+    atomic_long *counter;
+    atomic_int counter_moved;   /* the spinner advanced while stopped */
+} requester;
+
+static void *
+request_stop(void *arg)
+{
+    requester *r = arg;
+    PyThreadState *ts = NULL;
+    if (atomic_load(&r->attach)) {
+        ts = PyThreadState_New(PyInterpreterState_Main());
+        PyEval_RestoreThread(ts);   /* GIL build: this is where it waits */
+    }
+    ft_stop_the_world(PyInterpreterState_Main());
+    if (r->watch) {
+        atomic_store(&r->watch_kind, kind_of(r->watch));
+    }
+    long c = r->counter ? atomic_load(r->counter) : 0;
+    atomic_store(&r->stopped, 1);
+    while (!atomic_load(&r->release)) {
+        test_sleep_ns(200000);
+    }
+    if (r->counter && atomic_load(r->counter) != c) {
+        atomic_store(&r->counter_moved, 1);
+    }
+    ft_start_the_world(PyInterpreterState_Main());
+    if (ts) {
+        PyThreadState_Clear(ts);
+        PyThreadState_DeleteCurrent();
+    }
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/* True once the requester has asked ts (attached, no safe point) to stop:
+ * the stop request (free-threaded) or the GIL drop request (GIL build). */
+static bool
+asked_to_stop(PyInterpreterState *interp, PyThreadState *ts)
+{
+    if (ft_free_threaded) {
+        return (stw_seq(interp) & 1) && (breaker_of(ts) & FT_BREAK_PLEASE_STOP);
+    }
+    return breaker_of(ts) & FT_BREAK_GIL_DROP;
+}
+
+/* A thread attached in a loop without safe points holds the stop up until it
+ * reaches one. */
+Test(stw, thread_without_safe_points_holds_up_the_stop, .timeout = FT_TIMEOUT(30))
+{
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    spinner s;
+    memset(&s, 0, sizeof s);
+    pthread_t st;
+    start_spinners(&s, &st, 1, false);
+    PyThreadState *sts = atomic_load(&s.ts);
+
+    requester r;
+    memset(&r, 0, sizeof r);
+    atomic_store(&r.attach, 1);
+    r.watch = sts;
+    r.counter = &s.counter;
+    pthread_t rt = test_start_thread(request_stop, &r);
+    cr_assert(TEST_POLL_UNTIL(asked_to_stop(interp, sts), POLL_MS),
+              "the requester never asked the spinner to stop");
+    test_sleep_ns(QUIET_NS);
+    cr_assert_eq(atomic_load(&r.stopped), 0,
+                 "the stop completed while a thread was attached without a safe point");
+    cr_assert_eq(kind_of(sts), FT_TS_ATTACHED);
+    long c = atomic_load(&s.counter);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&s.counter) > c, POLL_MS), "the spinner is not running");
+
+    /* let it reach safe points */
+    atomic_store(&s.safe_points, 1);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&r.stopped), POLL_MS),
+              "the stop never completed after the spinner reached a safe point");
+    int k = atomic_load(&r.watch_kind);
+    cr_assert_eq(k, ft_free_threaded ? FT_TS_SUSPENDED : FT_TS_DETACHED, "spinner was %s",
+                 kind_name(k));
+    atomic_store(&r.release, 1);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&r.done), POLL_MS));
+    test_join_thread(rt);
+    cr_assert_eq(atomic_load(&r.counter_moved), 0, "the spinner ran while the world was stopped");
+    c = atomic_load(&s.counter);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&s.counter) > c, POLL_MS), "the spinner did not resume");
+    stop_spinners(&s, &st, 1);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* D45: a thread that deletes its state while a stop waits for it. */
+typedef struct deleter {
+    PyThreadState *_Atomic ts;
+    atomic_int go;
+    atomic_int done;
+} deleter;
+
+static void *
+delete_when_told(void *arg)
+{
+    deleter *d = arg;
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    PyEval_RestoreThread(ts);
+    atomic_store(&d->ts, ts);
+    while (!atomic_load(&d->go)) {
+        /* attached, no safe point */
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    atomic_store(&d->done, 1);
+    return NULL;
+}
+
+Test(stw, d45_thread_deleting_its_state_during_a_pending_stop, .timeout = FT_TIMEOUT(30))
+{
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    deleter d;
+    memset(&d, 0, sizeof d);
+    pthread_t dt = test_start_thread(delete_when_told, &d);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&d.ts) != NULL, POLL_MS));
+    PyThreadState *dts = atomic_load(&d.ts);
+
+    requester r;
+    memset(&r, 0, sizeof r);
+    atomic_store(&r.attach, 1);
+    pthread_t rt = test_start_thread(request_stop, &r);
+    cr_assert(TEST_POLL_UNTIL(asked_to_stop(interp, dts), POLL_MS),
+              "the requester never asked the thread to stop");
+    test_sleep_ns(QUIET_NS);
+    cr_assert_eq(atomic_load(&r.stopped), 0);
+    atomic_store(&d.go, 1);   /* it deletes its state instead of stopping */
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&r.stopped), POLL_MS),
+              "the stop kept waiting for a thread that deleted its state");
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&d.done), POLL_MS));
+    test_join_thread(dt);
+    atomic_store(&r.release, 1);
+    test_join_thread(rt);
+    cr_assert(atomic_load(&r.done));
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* Registering while a stop is requested but not yet in force. */
+Test(stw, state_created_while_stop_pending_is_suspended, .timeout = FT_TIMEOUT(30))
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("GIL build: there is no pending stop (the requester waits for the GIL)");
+    }
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    spinner s;
+    memset(&s, 0, sizeof s);
+    pthread_t st;
+    start_spinners(&s, &st, 1, false);
+    PyThreadState *sts = atomic_load(&s.ts);
+    requester r;
+    memset(&r, 0, sizeof r);
+    atomic_store(&r.attach, 1);
+    pthread_t rt = test_start_thread(request_stop, &r);
+    cr_assert(TEST_POLL_UNTIL(asked_to_stop(interp, sts), POLL_MS));
+    cr_assert_eq(atomic_load(&r.stopped), 0);
+    uint64_t seq = stw_seq(interp);
+
+    /* made while the requester still waits for the spinner */
+    PyThreadState *made = PyThreadState_New(interp);
+    cr_assert_not_null(made);
+    uint64_t w = word_of(made);
+    int stopped_then = atomic_load(&r.stopped);
+    cr_assert_eq(stopped_then, 0, "the stop completed too early for this test");
+    cr_assert_eq(w, FT_TS_SUSPENDED_BY(seq), "a state made during a pending stop is %s",
+                 kind_name(FT_TS_KIND(w)));
+
+    /* attaching it waits for the world to restart */
+    attacher a;
+    memset(&a, 0, sizeof a);
+    a.how = ATTACH_RESTORE;
+    atomic_store(&a.ts, made);
+    atomic_store(&a.go, 1);
+    pthread_t at = test_start_thread(attach_when_told, &a);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&a.stage) >= 1, POLL_MS));
+    test_sleep_ns(QUIET_NS);
+    cr_assert_eq(atomic_load(&a.stage), 1, "attached during a pending stop");
+
+    atomic_store(&s.safe_points, 1);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&r.stopped), POLL_MS));
+    cr_assert_eq(atomic_load(&a.stage), 1, "attached while the world was stopped");
+    cr_assert_eq(kind_of(made), FT_TS_SUSPENDED);
+    atomic_store(&r.release, 1);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&a.stage) == 2, POLL_MS), "never attached after start");
+    test_join_thread(at);
+    cr_assert(atomic_load(&a.current_ok));
+    cr_assert(atomic_load(&a.errno_ok));
+    test_join_thread(rt);
+    stop_spinners(&s, &st, 1);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- a requester with no attached state ------------------------------------------- */
+
+Test(stw, stop_with_requester_detached, .timeout = FT_TIMEOUT(30))
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("GIL build: the no-op stop relies on the caller holding the GIL");
+    }
+    enum { N = 4 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    spinner s[N];
+    pthread_t t[N];
+    memset(s, 0, sizeof s);
+    start_spinners(s, t, N, true);
+    for (int round = 0; round < 3; round++) {
+        cr_assert_null(PyThreadState_GetUnchecked());
+        ft_stop_the_world(interp);
+        uint64_t seq = stw_seq(interp);
+        uint64_t words[N];
+        for (int i = 0; i < N; i++) {
+            words[i] = word_of(atomic_load(&s[i].ts));
+        }
+        uint64_t mine = word_of(me);
+        long c1[N], c2[N];
+        for (int i = 0; i < N; i++) {
+            c1[i] = atomic_load(&s[i].counter);
+        }
+        test_sleep_ns(QUIET_NS);
+        for (int i = 0; i < N; i++) {
+            c2[i] = atomic_load(&s[i].counter);
+        }
+        int attached = attached_others(interp, NULL);
+        ft_start_the_world(interp);
+        cr_assert_eq(attached, 0);
+        for (int i = 0; i < N; i++) {
+            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "round %d: spinner %d is %s", round,
+                         i, kind_name(FT_TS_KIND(words[i])));
+            cr_assert_eq(c1[i], c2[i], "round %d: spinner %d ran while stopped", round, i);
+        }
+        /* the requester's own detached state is stopped like any other */
+        cr_assert_eq(mine, FT_TS_SUSPENDED_BY(seq), "round %d: main state %s", round,
+                     kind_name(FT_TS_KIND(mine)));
+        cr_assert_eq(kind_of(me), FT_TS_DETACHED, "start left the requester's state %s",
+                     kind_name(kind_of(me)));
+        for (int i = 0; i < N; i++) {
+            cr_assert(TEST_POLL_UNTIL(atomic_load(&s[i].counter) > c2[i], POLL_MS),
+                      "round %d: spinner %d did not resume", round, i);
+        }
+        /* and it can attach afterwards */
+        PyEval_RestoreThread(me);
+        me = PyEval_SaveThread();
+    }
+    stop_spinners(s, t, N);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* The requester may reach safe points and detach during its own stop. */
+Test(stw, requester_safe_points_and_detach_during_its_stop, .timeout = FT_TIMEOUT(30))
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("GIL build: detaching hands the GIL to the others; nothing is stopped");
+    }
+    enum { N = 2 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    spinner s[N];
+    pthread_t t[N];
+    memset(s, 0, sizeof s);
+    start_spinners(s, t, N, true);
+    PyEval_RestoreThread(me);
+
+    ft_stop_the_world(interp);
+    uint64_t seq = stw_seq(interp);
+    long c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = atomic_load(&s[i].counter);
+    }
+    (void)PyErr_CheckSignals();
+    (void)Py_MakePendingCalls();
+    int k1 = kind_of(me);
+    Py_BEGIN_ALLOW_THREADS
+    test_sleep_ns(QUIET_NS / 3);
+    Py_END_ALLOW_THREADS
+    int k2 = kind_of(me);
+    PyThreadState *cur = PyThreadState_GetUnchecked();
+    PyMutex m = {0};
+    PyMutex_Lock(&m);
+    PyMutex_Unlock(&m);
+    uint64_t words[N];
+    long c2[N];
+    for (int i = 0; i < N; i++) {
+        words[i] = word_of(atomic_load(&s[i].ts));
+        c2[i] = atomic_load(&s[i].counter);
+    }
+    uint64_t seq2 = stw_seq(interp);
+    ft_start_the_world(interp);
+
+    cr_assert_eq(k1, FT_TS_ATTACHED, "the requester suspended itself at a safe point");
+    cr_assert_eq(k2, FT_TS_ATTACHED);
+    cr_assert_eq(cur, me);
+    cr_assert_eq(seq2, seq, "the stop ended while the requester detached");
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq));
+        cr_assert_eq(c[i], c2[i], "spinner %d ran while the requester was detached", i);
+    }
+    me = PyEval_SaveThread();
+    stop_spinners(s, t, N);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- many stops --------------------------------------------------------------------- */
+
+#define CHURN_WORKERS 4
+#define MIN_WORKER_ITERS 200
+
+typedef struct churn {
+    atomic_int stop;
+    atomic_long iters[CHURN_WORKERS];
+    atomic_int done[CHURN_WORKERS];
+    atomic_long bad;
+    atomic_int next_index;
+} churn;
+
+static void *
+churn_worker(void *arg)
+{
+    churn *c = arg;
+    int me = atomic_fetch_add(&c->next_index, 1);
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *ts = PyThreadState_New(interp);
+    for (long i = 0; !atomic_load(&c->stop) || i < MIN_WORKER_ITERS; i++) {
+        PyEval_RestoreThread(ts);
+        if (PyThreadState_GetUnchecked() != ts || kind_of(ts) != FT_TS_ATTACHED) {
+            atomic_fetch_add(&c->bad, 1);
+        }
+        if (i % 2) {
+            (void)PyErr_CheckSignals();
+        }
+        if (i % 16 == 15) {
+            /* a fresh state now and then: registration races the stops */
+            PyThreadState_Clear(ts);
+            PyThreadState_DeleteCurrent();
+            ts = PyThreadState_New(interp);
+        }
+        else if (PyEval_SaveThread() != ts) {
+            atomic_fetch_add(&c->bad, 1);
+        }
+        atomic_store(&c->iters[me], i + 1);
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_Delete(ts);
+    atomic_store(&c->done[me], 1);
+    return NULL;
+}
+
+Test(stw, back_to_back_stops_while_threads_attach_and_detach, .timeout = FT_TIMEOUT(60))
+{
+    enum { STOPS = 200 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    churn *c = calloc(1, sizeof *c);
+    cr_assert_not_null(c);
+    pthread_t t[CHURN_WORKERS];
+    for (int i = 0; i < CHURN_WORKERS; i++) {
+        t[i] = test_start_thread(churn_worker, c);
+    }
+    for (int i = 0; i < CHURN_WORKERS; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&c->iters[i]) > 0, POLL_MS));
+    }
+    int attached_violations = 0, self_violations = 0;
+    for (int k = 0; k < STOPS; k++) {
+        bool attached = k % 2 == 0 || !ft_free_threaded;
+        if (attached) {
+            PyEval_RestoreThread(me);
+        }
+        ft_stop_the_world(interp);
+        attached_violations += attached_others(interp, attached ? me : NULL) != 0;
+        if (ft_free_threaded) {
+            int want = attached ? FT_TS_ATTACHED : FT_TS_SUSPENDED;
+            self_violations += kind_of(me) != want;
+        }
+        ft_start_the_world(interp);
+        if (attached) {
+            me = PyEval_SaveThread();
+        }
+    }
+    atomic_store(&c->stop, 1);
+    for (int i = 0; i < CHURN_WORKERS; i++) {
+        test_join_thread(t[i]);
+        cr_assert(atomic_load(&c->done[i]));
+    }
+    cr_assert_eq(attached_violations, 0, "%d stops returned with another state attached",
+                 attached_violations);
+    cr_assert_eq(self_violations, 0);
+    cr_assert_eq(atomic_load(&c->bad), 0);
+    cr_log_info("worker iterations: %ld %ld %ld %ld", atomic_load(&c->iters[0]),
+                atomic_load(&c->iters[1]), atomic_load(&c->iters[2]), atomic_load(&c->iters[3]));
+    free(c);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* Two threads stopping the world over and over: never both at once, and
+ * neither finds another state attached. */
+typedef struct duel {
+    atomic_int in_stop;
+    atomic_int overlaps;
+    atomic_int violations;
+    atomic_int rounds_done;
+} duel;
+
+#define DUEL_ROUNDS 100
+
+static void *
+duel_requester(void *arg)
+{
+    duel *d = arg;
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *ts = PyThreadState_New(interp);
+    PyEval_RestoreThread(ts);
+    for (int k = 0; k < DUEL_ROUNDS; k++) {
+        ft_stop_the_world(interp);
+        if (atomic_fetch_add(&d->in_stop, 1) != 0) {
+            atomic_fetch_add(&d->overlaps, 1);
+        }
+        if (attached_others(interp, ts) != 0) {
+            atomic_fetch_add(&d->violations, 1);
+        }
+        atomic_fetch_sub(&d->in_stop, 1);
+        ft_start_the_world(interp);
+        (void)PyErr_CheckSignals();
+        atomic_fetch_add(&d->rounds_done, 1);
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    return NULL;
+}
+
+Test(stw, two_requesters_exclude_each_other, .timeout = FT_TIMEOUT(60))
+{
+    enum { N = 2 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    spinner s[N];
+    pthread_t st[N];
+    memset(s, 0, sizeof s);
+    start_spinners(s, st, N, true);
+    duel d;
+    memset(&d, 0, sizeof d);
+    pthread_t r1 = test_start_thread(duel_requester, &d);
+    pthread_t r2 = test_start_thread(duel_requester, &d);
+    test_join_thread(r1);
+    test_join_thread(r2);
+    stop_spinners(s, st, N);
+    cr_assert_eq(atomic_load(&d.rounds_done), 2 * DUEL_ROUNDS);
+    cr_assert_eq(atomic_load(&d.overlaps), 0, "two stops in force at once");
+    cr_assert_eq(atomic_load(&d.violations), 0, "a stop returned with another state attached");
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
