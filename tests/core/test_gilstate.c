@@ -467,6 +467,73 @@ Test(gilstate, state_deleted_by_another_thread_is_forgotten, .timeout = FT_TIMEO
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
+/* A thread whose last state was shut down by finalization (a zombie) gets
+ * a fresh state from Ensure after re-initialization: the zombie must not be
+ * reused (attaching it would hang). */
+static struct {
+    PyInterpreterState *interp;
+    PyInterpreterGuard *guard;
+    atomic_int bound, go, done, gil_ok, pep_ok;
+    PyThreadState *_Atomic user, *_Atomic gil_ts, *_Atomic pep_ts, *_Atomic this_after;
+} zr;
+
+static void *
+zombie_owner(void *arg)
+{
+    (void)arg;
+    PyThreadState *ts = PyThreadState_New(zr.interp);
+    atomic_store(&zr.user, ts);
+    PyThreadState_Swap(ts);
+    PyThreadState_Swap(NULL);
+    atomic_store(&zr.bound, 1);
+    wait_flag(&zr.go);   /* meanwhile: finalize, re-initialize */
+    PyGILState_STATE g = PyGILState_Ensure();
+    atomic_store(&zr.gil_ts, PyThreadState_Get());
+    atomic_store(&zr.gil_ok, g == PyGILState_UNLOCKED && PyGILState_Check() == 1);
+    PyGILState_Release(g);
+    PyThreadStateToken *tok = PyThreadState_Ensure(zr.guard);
+    if (tok) {
+        atomic_store(&zr.pep_ts, PyThreadState_Get());
+        atomic_store(&zr.pep_ok, 1);
+        PyThreadState_Release(tok);
+    }
+    atomic_store(&zr.this_after, PyGILState_GetThisThreadState());
+    PyThreadState_Delete(ts);   /* the zombie: frees it */
+    atomic_store(&zr.done, 1);
+    return NULL;
+}
+
+Test(gilstate, shut_down_state_not_reused_after_reinit, .timeout = FT_TIMEOUT(10))
+{
+    Py_Initialize();
+    zr.interp = PyInterpreterState_Main();
+    PyThreadState *save = PyEval_SaveThread();
+    pthread_t t = test_start_thread(zombie_owner, NULL);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&zr.bound), POLL_MS));
+    PyEval_RestoreThread(save);
+    cr_assert_eq(count_states(zr.interp), 2);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    zr.guard = PyInterpreterGuard_FromCurrent();
+    cr_assert_eq(count_states(interp), 1, "the zombie is still registered");
+    save = PyEval_SaveThread();
+    atomic_store(&zr.go, 1);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&zr.done), POLL_MS),
+              "the thread hung: Ensure re-attached its shut-down state");
+    test_join_thread(t);
+    PyThreadState *user = atomic_load(&zr.user);
+    cr_assert_eq(atomic_load(&zr.gil_ok), 1);
+    cr_assert_neq(atomic_load(&zr.gil_ts), user);
+    cr_assert_eq(atomic_load(&zr.pep_ok), 1);
+    cr_assert_neq(atomic_load(&zr.pep_ts), user);
+    cr_assert_null(atomic_load(&zr.this_after));
+    PyEval_RestoreThread(save);
+    cr_assert_eq(count_states(interp), 1);
+    PyInterpreterGuard_Close(zr.guard);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
 /* Many threads ensure and release at once (the registry, the slots). */
 #define STRESS_THREADS 4
 #define STRESS_ITERS 300

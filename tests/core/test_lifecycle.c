@@ -37,7 +37,8 @@
 #include <unistd.h>
 
 #if defined(FT_SANITIZE_ADDRESS) || defined(FT_SANITIZE_THREAD)
-#  include <sanitizer/allocator_interface.h>
+/* from <sanitizer/allocator_interface.h>, which gcc does not install */
+size_t __sanitizer_get_current_allocated_bytes(void);
 #  define HEAP_COUNTER "sanitizer allocator"
 #elif defined(FT_USE_JEMALLOC)
 #  include <jemalloc/jemalloc.h>
@@ -1084,6 +1085,55 @@ Test(lifecycle, pending_call_is_not_reentered, .timeout = FT_TIMEOUT(10))
                  "the nested Py_MakePendingCalls ran the next call");
     cr_assert_eq(atomic_load(&pc.n), 1, "the outer one ran it afterwards");
     cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* CPython's Py_MakePendingCalls runs the queue on the main thread of the
+ * main interpreter whichever of its thread states is attached there. */
+Test(lifecycle, pending_calls_run_under_another_main_thread_state, .timeout = FT_TIMEOUT(10))
+{
+    Py_Initialize();
+    atomic_store(&pc.fail_on, -1);
+    PyThreadState *main_ts = PyThreadState_Get();
+    PyThreadState *other = PyThreadState_New(PyInterpreterState_Main());
+    cr_assert_eq(PyThreadState_Swap(other), main_ts);
+    cr_assert_eq(Py_AddPendingCall(pc_record, (void *)(intptr_t)1), 0);
+    cr_assert_eq(Py_MakePendingCalls(), 0);
+    cr_assert_eq(atomic_load(&pc.n), 1,
+                 "Py_MakePendingCalls on the main thread with a second state of the main "
+                 "interpreter attached did not run the queued call");
+    cr_assert_eq(PyThreadState_Swap(main_ts), other);
+    cr_assert_eq(Py_MakePendingCalls(), 0);
+    cr_assert_eq(atomic_load(&pc.n), 1, "each call runs once");
+    PyThreadState_Clear(other);
+    PyThreadState_Delete(other);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* CPython's finalization makes the remaining pending calls
+ * (_Py_FinishPendingCalls) before the exit callbacks, with the runtime
+ * intact; they are not silently dropped. */
+static int
+pc_record_context(void *arg)
+{
+    record_event((int)(intptr_t)arg);
+    return 0;
+}
+
+Test(lifecycle, pending_calls_left_at_finalize_are_run, .timeout = FT_TIMEOUT(10))
+{
+    Py_Initialize();
+    ev.main_ts = PyThreadState_Get();
+    cr_assert_eq(PyUnstable_AtExit(PyInterpreterState_Main(), unstable_at_exit,
+                                   (void *)(intptr_t)2), 0);
+    cr_assert_eq(Py_AddPendingCall(pc_record_context, (void *)(intptr_t)1), 0);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+    cr_assert_eq(atomic_load(&ev.n), 2,
+                 "%d callbacks ran: a pending call queued at Py_FinalizeEx was dropped",
+                 atomic_load(&ev.n));
+    cr_assert_eq(ev.who[0], 1, "the pending call runs first");
+    cr_assert_eq(ev.who[1], 2);
+    cr_assert_eq(ev.initialized[0], 1);
+    cr_assert_eq(ev.attached[0], 1, "on the finalizing thread, attached");
 }
 
 /* A call that queues itself again: one Py_MakePendingCalls must come back
