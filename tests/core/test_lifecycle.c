@@ -1496,6 +1496,131 @@ Test(lifecycle, finalize_waits_for_attached_thread_safe_point, .timeout = FT_TIM
     cr_assert_eq(atomic_load(&sp.h_escaped), 0);
 }
 
+/* Finalization racing with threads that keep creating, attaching, detaching
+ * and deleting states (PyGILState_Ensure/Release, PyThreadState_EnsureFromView
+ * /Release, PyThreadState_New/RestoreThread/DeleteCurrent): every round
+ * finalize returns 0, every helper ends hung in pause(), nothing crashes
+ * (ASan/TSan builds check memory and ordering), and the next cycle starts
+ * with only its own state. */
+#define RACE_FIN_ROUNDS 60
+#define RACE_FIN_HELPERS 3
+
+static struct {
+    PyInterpreterView *view;
+    PyInterpreterState *interp;
+    atomic_int tid[RACE_FIN_HELPERS];
+    atomic_int loops[RACE_FIN_HELPERS];
+} rf;
+
+static void *
+race_fin_helper(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    atomic_store(&rf.tid[k], my_tid());
+    for (;;) {
+        switch (k % 3) {
+        case 0: {
+            PyGILState_STATE g = PyGILState_Ensure();
+            PyGILState_Release(g);
+            break;
+        }
+        case 1: {
+            PyThreadStateToken *tok = PyThreadState_EnsureFromView(rf.view);
+            if (!tok) {   /* finalization has begun: attach and detach (hangs once it
+                           * is marked finalizing) */
+                PyGILState_STATE g = PyGILState_Ensure();
+                PyGILState_Release(g);
+            }
+            else {
+                PyThreadState_Release(tok);
+            }
+            break;
+        }
+        default: {   /* the state is created while attached: no late registration */
+            PyGILState_STATE g = PyGILState_Ensure();
+            PyThreadState *ts = PyThreadState_New(PyInterpreterState_Get());
+            PyGILState_Release(g);
+            PyEval_RestoreThread(ts);
+            PyThreadState_Clear(ts);
+            PyThreadState_DeleteCurrent();
+            break;
+        }
+        }
+        atomic_fetch_add(&rf.loops[k], 1);
+    }
+    return NULL;
+}
+
+static bool
+all_hung(void)
+{
+    for (int k = 0; k < RACE_FIN_HELPERS; k++) {
+        if (!hung_in_pause(&rf.tid[k])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+all_looping(int at_least)
+{
+    for (int k = 0; k < RACE_FIN_HELPERS; k++) {
+        if (atomic_load(&rf.loops[k]) < at_least) {
+            return false;
+        }
+    }
+    return true;
+}
+
+Test(lifecycle, finalize_races_with_attaching_threads, .timeout = FT_TIMEOUT(60))
+{
+    rf.view = PyInterpreterView_FromMain();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (int round = 0; round < RACE_FIN_ROUNDS; round++) {
+        Py_Initialize();
+        rf.interp = PyInterpreterState_Main();
+        if (count_states(rf.interp) != 1) {
+            ft_tstate *stale = NULL;
+            for (PyThreadState *t = PyInterpreterState_ThreadHead(rf.interp); t;
+                 t = PyThreadState_Next(t)) {
+                if (t != PyThreadState_Get()) {
+                    stale = ft_ts(t);
+                    break;
+                }
+            }
+            cr_assert_fail("round %d: a state from an earlier cycle is registered "
+                           "(whence %d, state kind %d, cleared %d)", round,
+                           stale ? stale->whence : -1,
+                           stale ? FT_TS_KIND(atomic_load(&stale->state)) : -1,
+                           stale ? stale->cleared : -1);
+        }
+        for (int k = 0; k < RACE_FIN_HELPERS; k++) {
+            atomic_store(&rf.tid[k], 0);
+            atomic_store(&rf.loops[k], 0);
+            pthread_t t;
+            cr_assert_eq(pthread_create(&t, &attr, race_fin_helper, (void *)(intptr_t)k), 0);
+        }
+        PyThreadState *save = PyEval_SaveThread();
+        cr_assert(TEST_POLL_UNTIL(all_looping(1 + round % 7), POLL_MS),
+                  "round %d: helpers stuck before finalization: loops %d %d %d, "
+                  "syscalls %ld %ld %ld", round, atomic_load(&rf.loops[0]),
+                  atomic_load(&rf.loops[1]), atomic_load(&rf.loops[2]),
+                  blocked_syscall(atomic_load(&rf.tid[0])),
+                  blocked_syscall(atomic_load(&rf.tid[1])),
+                  blocked_syscall(atomic_load(&rf.tid[2])));
+        PyEval_RestoreThread(save);
+        cr_assert_eq(Py_FinalizeEx(), 0, "round %d", round);
+        cr_assert(TEST_POLL_UNTIL(all_hung(), POLL_MS), "round %d: a helper did not hang",
+                  round);
+    }
+    pthread_attr_destroy(&attr);
+    PyInterpreterView_Close(rf.view);
+}
+
 /* ---- misuse: fatal errors ---------------------------------------------------------------- */
 
 static void
