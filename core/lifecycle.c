@@ -94,21 +94,20 @@ initialize(const PyConfig *config)
     if (config && config->switch_interval_us) {
         _PyEval_SetSwitchInterval(config->switch_interval_us);
     }
+    /* The whole set-up runs under interp_lock, so concurrent first calls
+     * initialize once: the others wait here and return with no state, as a
+     * second call does. */
     ft_mutex_lock_flags(&ft_rt.interp_lock, FT_LOCK_DONT_DETACH);
     if (atomic_load_explicit(&ft_rt.initialized, memory_order_relaxed)) {
-        PyMutex_Unlock(&ft_rt.interp_lock);   /* another thread won the race */
+        PyMutex_Unlock(&ft_rt.interp_lock);
         return;
     }
     PyInterpreterState *interp = &main_interp;
     ft_interp_init(interp, 0);
     ft_rt.next_interp_id = 1;
-    atomic_store_explicit(&ft_rt.interp_head, interp, memory_order_release);
-    atomic_store_explicit(&ft_rt.main, interp, memory_order_release);
+    ft_rt.finalize_started = 0;
     atomic_store_explicit(&ft_rt.finalizing, NULL, memory_order_relaxed);
     ft_rt.main_thread = PyThread_get_thread_ident();
-    ft_rt.pending_first = ft_rt.pending_n = 0;
-    PyMutex_Unlock(&ft_rt.interp_lock);
-
     ft_tstate *ts = ft_tstate_new(interp, FT_WHENCE_INIT);
     if (!ts) {
         fatal("Py_Initialize", "out of memory creating the main thread state");
@@ -116,9 +115,14 @@ initialize(const PyConfig *config)
     interp->initial = ts;
     ft_tstate_attach(ts, "Py_Initialize");
     ft_mutex_lock_flags(&ft_rt.pending_lock, FT_LOCK_DONT_DETACH);
+    ft_rt.pending_first = 0;
+    __atomic_store_n(&ft_rt.pending_n, 0, __ATOMIC_RELAXED);
     ft_rt.pending_tstate = ts;
     PyMutex_Unlock(&ft_rt.pending_lock);
+    atomic_store_explicit(&ft_rt.interp_head, interp, memory_order_release);
+    atomic_store_explicit(&ft_rt.main, interp, memory_order_release);
     atomic_store_explicit(&ft_rt.initialized, 1, memory_order_release);
+    PyMutex_Unlock(&ft_rt.interp_lock);
 }
 
 void
@@ -194,13 +198,21 @@ shut_down_others(PyInterpreterState *interp, ft_tstate *me)
             continue;
         }
         uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
-        do {
+        bool claimed = false;
+        while (FT_TS_KIND(w) != FT_TS_SHUTTING_DOWN) {
             if (FT_TS_KIND(w) == FT_TS_ATTACHED) {
                 fatal("Py_FinalizeEx", "a thread state is attached with the world stopped");
             }
-        } while (!atomic_compare_exchange_weak_explicit(&ts->state, &w, FT_TS_SHUTTING_DOWN,
-                                                        memory_order_acq_rel,
-                                                        memory_order_acquire));
+            if (atomic_compare_exchange_weak_explicit(&ts->state, &w, FT_TS_SHUTTING_DOWN,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                claimed = true;
+                break;
+            }
+        }
+        if (!claimed) {
+            continue;   /* its (detached) owner is deleting it right now */
+        }
         ft_tstate_unregister(ts);
         ft_tstate_clear(ts);
         ft_parking_lot_unpark_all(&ts->state);
@@ -226,8 +238,18 @@ Py_FinalizeEx(void)
         fatal("Py_FinalizeEx", "another thread state of this thread is attached: call it "
                                "with the thread state Py_Initialize attached");
     }
-    if (atomic_load_explicit(&interp->finalizing, memory_order_relaxed)) {
-        fatal("Py_FinalizeEx", "called recursively");
+    if (ft_rt.finalize_started) {
+        fatal("Py_FinalizeEx", "called recursively (from an exit callback or a "
+                               "pending call run by finalization)");
+    }
+    ft_rt.finalize_started = 1;
+
+    /* 0. pending calls still queued run now, as in CPython */
+    for (int rounds = 0; rounds < 1000; rounds++) {
+        int rc;
+        if (!ft_pending_calls_run_if_main(me, &rc)) {
+            break;
+        }
     }
 
     /* 1. per-interpreter exit callbacks, last registered first */
@@ -259,7 +281,8 @@ Py_FinalizeEx(void)
     /* 5. ourselves */
     ft_mutex_lock_flags(&ft_rt.pending_lock, FT_LOCK_DONT_DETACH);
     ft_rt.pending_tstate = NULL;
-    ft_rt.pending_first = ft_rt.pending_n = 0;
+    ft_rt.pending_first = 0;
+    __atomic_store_n(&ft_rt.pending_n, 0, __ATOMIC_RELAXED);
     PyMutex_Unlock(&ft_rt.pending_lock);
 
     ft_tstate_clear(me);
@@ -348,7 +371,7 @@ Py_AddPendingCall(int (*func)(void *), void *arg)
         int slot = (ft_rt.pending_first + ft_rt.pending_n) % FT_PENDING_MAX;
         ft_rt.pending[slot].func = func;
         ft_rt.pending[slot].arg = arg;
-        ft_rt.pending_n++;
+        __atomic_store_n(&ft_rt.pending_n, ft_rt.pending_n + 1, __ATOMIC_RELEASE);
         rc = 0;
         /* The main thread's state lives while pending_lock says it does. */
         if (ft_rt.pending_tstate) {
@@ -367,22 +390,24 @@ is_main_thread(ft_tstate *ts)
            PyThread_get_thread_ident() == ft_rt.main_thread;
 }
 
-/* Run the queued calls if ts is the main thread's; *result = -1 if one
- * failed (the rest stay queued).  Never re-entered. */
-void
+/* Run queued calls if ts is the main thread's: at most one queue's worth per
+ * call (a call that re-queues itself cannot keep us here); if some remain,
+ * the next safe point runs them.  *result = -1 if one failed (the rest stay
+ * queued).  Never re-entered.  Returns whether any call ran. */
+bool
 ft_pending_calls_run_if_main(ft_tstate *ts, int *result)
 {
     *result = 0;
-    if (!(atomic_load_explicit(&ts->breaker, memory_order_acquire) & FT_BREAK_CALLS) ||
-        !is_main_thread(ts)) {
-        return;
+    if (!is_main_thread(ts) || __atomic_load_n(&ft_rt.pending_n, __ATOMIC_ACQUIRE) == 0) {
+        return false;
     }
     int expected = 0;
     if (!atomic_compare_exchange_strong(&ft_rt.pending_busy, &expected, 1)) {
-        return;   /* a pending call is running on this thread already */
+        return false;   /* a pending call is running on this thread already */
     }
     atomic_fetch_and_explicit(&ts->breaker, ~(uint32_t)FT_BREAK_CALLS, memory_order_acq_rel);
-    for (;;) {
+    bool ran = false;
+    for (int i = 0; i < FT_PENDING_MAX; i++) {
         ft_mutex_lock_flags(&ft_rt.pending_lock, FT_LOCK_DONT_DETACH);
         if (ft_rt.pending_n == 0) {
             PyMutex_Unlock(&ft_rt.pending_lock);
@@ -390,19 +415,21 @@ ft_pending_calls_run_if_main(ft_tstate *ts, int *result)
         }
         ft_pending_call call = ft_rt.pending[ft_rt.pending_first];
         ft_rt.pending_first = (ft_rt.pending_first + 1) % FT_PENDING_MAX;
-        ft_rt.pending_n--;
+        __atomic_store_n(&ft_rt.pending_n, ft_rt.pending_n - 1, __ATOMIC_RELEASE);
         PyMutex_Unlock(&ft_rt.pending_lock);
+        ran = true;
         if (call.func(call.arg) != 0) {
             *result = -1;
-            ft_mutex_lock_flags(&ft_rt.pending_lock, FT_LOCK_DONT_DETACH);
-            if (ft_rt.pending_n) {
-                atomic_fetch_or_explicit(&ts->breaker, FT_BREAK_CALLS, memory_order_relaxed);
-            }
-            PyMutex_Unlock(&ft_rt.pending_lock);
             break;
         }
     }
+    ft_mutex_lock_flags(&ft_rt.pending_lock, FT_LOCK_DONT_DETACH);
+    if (ft_rt.pending_n) {
+        atomic_fetch_or_explicit(&ts->breaker, FT_BREAK_CALLS, memory_order_relaxed);
+    }
+    PyMutex_Unlock(&ft_rt.pending_lock);
     atomic_store(&ft_rt.pending_busy, 0);
+    return ran;
 }
 
 /* An explicit safe point: answer requests, pass a quiescent state, run the

@@ -15,8 +15,11 @@
  *        |     registration during a stop (creator, CAS)
  *        v
  *     SHUTTING_DOWN   finalization (finalizing thread, CAS from DETACHED or
- *                     SUSPENDED, world stopped); never left: an attach that
- *                     meets it hangs forever.
+ *                     SUSPENDED, world stopped), or deletion (the deleting
+ *                     thread, same CAS); never left: an attach that meets it
+ *                     hangs forever.  Whoever's CAS entered it unlinks the
+ *                     state, so a finalizer and a detached owner deleting its
+ *                     state concurrently never both unlink it.
  *
  *   - Only the thread the state is attached to leaves ATTACHED, and only it
  *     enters ATTACHED (from DETACHED, by CAS, so two threads cannot attach
@@ -240,9 +243,9 @@ id_hash(uint64_t id)
 static void
 registry_add(ft_tstate *ts)
 {
+    ts->registered = true;   /* before the add: a walker may unlink it at once */
     ft_rcu_publish(ts);
     WITH_RCU_ONLINE(cds_lfht_add(ts->base.interp->threads, id_hash(ts->id), &ts->node));
-    ts->registered = true;
     /* The add is a full barrier in liburcu; say so in C11 terms too, for the
      * publish-then-check against stop-the-world. */
     atomic_thread_fence(memory_order_seq_cst);
@@ -575,6 +578,20 @@ ft_tstate_new(PyInterpreterState *interp, ft_whence whence)
     atomic_init(&ts->refs, 1);
     cds_lfht_node_init(&ts->node);
     registry_add(ts);
+    /* Registering while the interpreter finalizes: the finalizer's walk may
+     * have missed us (publish-then-check: it marks `finalizing` before it
+     * walks), so shut ourselves down; if its walk saw us, the CAS decides
+     * who unlinks.  Attaching the state then hangs, as it must. */
+    if (ft_unlikely(must_hang(interp, NULL))) {
+        uint64_t w = FT_TS_DETACHED;
+        if (atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_SHUTTING_DOWN,
+                                                    memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
+            ft_tstate_unregister(ts);
+            ts->cleared = true;
+        }
+        return ts;
+    }
     if (ft_free_threaded) {
         /* Registering during a stop: suspend ourselves (the requester's walk
          * may have missed us).  If the stop ended meanwhile, undo it; a newer
@@ -606,15 +623,30 @@ ft_tstate_clear(ft_tstate *ts)
 void
 ft_tstate_delete(ft_tstate *ts, const char *func)
 {
+    /* Claim the state by moving it to SHUTTING_DOWN: the finalizer may be
+     * shutting down this very state while its (detached) owner deletes it,
+     * and only the one whose CAS moved it there unlinks it.  A state that is
+     * already SHUTTING_DOWN was unlinked by finalization. */
     uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
-    if (FT_TS_KIND(w) == FT_TS_ATTACHED) {
-        fatal(func, ts == ft_tls_current ? "the thread state is still attached (current)"
-                                         : "the thread state is attached to another thread");
+    bool claimed = false;
+    while (FT_TS_KIND(w) != FT_TS_SHUTTING_DOWN) {
+        if (FT_TS_KIND(w) == FT_TS_ATTACHED) {
+            fatal(func, ts == ft_tls_current ? "the thread state is still attached (current)"
+                                             : "the thread state is attached to another thread");
+        }
+        if (atomic_compare_exchange_weak_explicit(&ts->state, &w, FT_TS_SHUTTING_DOWN,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            claimed = true;
+            break;
+        }
     }
-    if (!ts->cleared) {
-        ft_tstate_clear(ts);
+    if (claimed) {
+        if (!ts->cleared) {
+            ft_tstate_clear(ts);
+        }
+        ft_tstate_unregister(ts);
     }
-    ft_tstate_unregister(ts);
     unbind_from_thread(ts);
     if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
         ft_tstate_free_later(ts);

@@ -142,6 +142,7 @@ FT_INTERNAL void ft_gil_after_fork(ft_gil *gil, ft_tstate *ts);
 
 typedef struct ft_runtime {
     int _Atomic initialized;
+    int finalize_started;            /* Py_FinalizeEx has begun (finalizing thread) */
     ft_tstate *_Atomic finalizing;   /* Py_IsFinalizing: the finalizing state */
     PyMutex interp_lock;             /* interpreter list, ids, init/finalize */
     PyInterpreterState *_Atomic interp_head;
@@ -226,7 +227,7 @@ FT_INTERNAL void ft_tstate_runtime_init(void);
 
 /* ---- core/lifecycle.c ---------------------------------------------------- */
 
-FT_INTERNAL void ft_pending_calls_run_if_main(ft_tstate *ts, int *result);
+FT_INTERNAL bool ft_pending_calls_run_if_main(ft_tstate *ts, int *result);
 FT_INTERNAL void ft_interp_init(PyInterpreterState *interp, int64_t id);
 /* Take / give back an implicit guard (no allocation): false if interp is
  * finalizing or gone. */
