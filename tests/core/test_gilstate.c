@@ -427,7 +427,7 @@ remote_delete_owner(void *arg)
     (void)arg;
     PyThreadState *ts = PyThreadState_New(rdel.interp);
     atomic_store(&rdel.ts, ts);
-    PyThreadState_Swap(ts);
+    PyThreadState_Swap(ts);     /* the documented New + Swap pattern, from no state */
     PyThreadState_Swap(NULL);
     atomic_store(&rdel.this_before, PyGILState_GetThisThreadState());
     atomic_store(&rdel.bound, 1);
@@ -483,8 +483,8 @@ zombie_owner(void *arg)
     (void)arg;
     PyThreadState *ts = PyThreadState_New(zr.interp);
     atomic_store(&zr.user, ts);
-    PyThreadState_Swap(ts);
-    PyThreadState_Swap(NULL);
+    PyEval_RestoreThread(ts);
+    PyEval_SaveThread();
     atomic_store(&zr.bound, 1);
     wait_flag(&zr.go);   /* meanwhile: finalize, re-initialize */
     PyGILState_STATE g = PyGILState_Ensure();
@@ -947,8 +947,8 @@ pep_user_thread(void *arg)
     (void)arg;
     PyThreadState *ts = PyThreadState_New(pu.interp);
     atomic_store(&pu.user, ts);
-    PyThreadState_Swap(ts);
-    PyThreadState_Swap(NULL);
+    PyEval_RestoreThread(ts);
+    PyEval_SaveThread();
     PyThreadStateToken *tok = PyThreadState_Ensure(pu.guard);
     atomic_store(&pu.ensured, PyThreadState_GetUnchecked());
     if (tok) {
@@ -956,7 +956,7 @@ pep_user_thread(void *arg)
     }
     atomic_store(&pu.after, PyThreadState_GetUnchecked());
     atomic_store(&pu.this_after, PyGILState_GetThisThreadState());
-    PyThreadState_Swap(ts);
+    PyEval_RestoreThread(ts);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
     atomic_store(&pu.done, 1);
