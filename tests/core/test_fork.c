@@ -51,15 +51,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define POLL_MS 5000
-#define CHILD_ALARM_S (10 * FT_TIMEOUT_SCALE)
+/* A child needs well under a second (a few under sanitizers); a hung one
+ * costs this much, so it is not scaled all the way. */
+#define CHILD_ALARM_S (FT_TIMEOUT_SCALE > 1 ? 30 : 10)
 /* test_wait_child scales this; the child's alarm fires well before. */
 #define CHILD_WAIT_MS 20000
 
-TestSuite(fork, .timeout = FT_TIMEOUT(40));
+/* The child's last stage, in memory shared with the parent, so that a child
+ * that hangs (SIGALRM) or crashes says where it was. */
+struct child_trace {
+    char stage[96];
+};
+static struct child_trace *trace;
+
+static void
+trace_init(void)
+{
+    void *p = mmap(NULL, sizeof *trace, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    trace = p == MAP_FAILED ? NULL : p;
+}
+
+static void
+set_stage(const char *stage)
+{
+    if (trace) {
+        size_t n = strlen(stage);
+        n = n < sizeof trace->stage - 1 ? n : sizeof trace->stage - 1;
+        memcpy(trace->stage, stage, n);
+        trace->stage[n] = '\0';
+    }
+}
+
+TestSuite(fork, .init = trace_init, .timeout = FT_TIMEOUT(40));
 
 /* ---- the child's side ---------------------------------------------------------- */
 
@@ -209,11 +237,25 @@ child_run_threads(int n, int rounds)
 {
     pthread_t t[CHILD_THREADS];
     int started = 0;
+    set_stage(n == CHILD_THREADS ? "threads: 4 x Ensure / PyMutex / Release"
+                                 : "threads: 2 x Ensure / PyMutex / Release");
     child_counter = 0;
     atomic_store(&child_bad, 0);
+    /* ThreadSanitizer (GCC 12's) dies ("dup thread with used id") when a
+     * thread created after fork() gets the pthread_t of a parent thread that
+     * did not survive it, which glibc arranges by reusing the dead threads'
+     * cached stacks.  Under TSan only, ask for a stack no cached one fits. */
+    pthread_attr_t attr, *attrp = NULL;
+    if (ft_sanitize_thread && pthread_attr_init(&attr) == 0) {
+        size_t size = 0;
+        if (pthread_attr_getstacksize(&attr, &size) == 0 &&
+            pthread_attr_setstacksize(&attr, 2 * size + 65536) == 0) {
+            attrp = &attr;
+        }
+    }
     Py_BEGIN_ALLOW_THREADS
     for (int i = 0; i < n && i < CHILD_THREADS; i++) {
-        if (pthread_create(&t[i], NULL, child_worker, (void *)(intptr_t)rounds) == 0) {
+        if (pthread_create(&t[i], attrp, child_worker, (void *)(intptr_t)rounds) == 0) {
             started++;
         }
     }
@@ -221,6 +263,9 @@ child_run_threads(int n, int rounds)
         pthread_join(t[i], NULL);
     }
     Py_END_ALLOW_THREADS
+    if (attrp) {
+        pthread_attr_destroy(attrp);
+    }
     CHILD_CHECK(started == n, C_THREAD_CREATE);
     CHILD_CHECK(child_counter == (long)n * rounds, C_THREADS_COUNT);
     CHILD_CHECK(atomic_load(&child_bad) == 0, C_THREADS_BAD);
@@ -244,9 +289,11 @@ child_check_alone(PyThreadState *me)
 static void
 child_finalize_and_cycle(void)
 {
+    set_stage("Py_FinalizeEx");
     CHILD_CHECK(Py_FinalizeEx() == 0, C_FINALIZE);
     CHILD_CHECK(!Py_IsInitialized(), C_STILL_INITIALIZED);
     CHILD_CHECK(PyThreadState_GetUnchecked() == NULL, C_STILL_ATTACHED);
+    set_stage("Py_Initialize after Py_FinalizeEx");
     Py_Initialize();
     PyThreadState *ts = PyThreadState_GetUnchecked();
     CHILD_CHECK(ts != NULL && Py_IsInitialized(), C_REINIT);
@@ -254,7 +301,9 @@ child_finalize_and_cycle(void)
     CHILD_CHECK(count_states(PyInterpreterState_Main(), ts, &found) == 1 && found,
                 C_REINIT_STATE_COUNT);
     child_run_threads(2, 50);
+    set_stage("second Py_FinalizeEx");
     CHILD_CHECK(Py_FinalizeEx() == 0, C_REFINALIZE);
+    set_stage("done");
 }
 
 struct child_args {
@@ -267,6 +316,7 @@ child_standard(void *argp)
 {
     struct child_args *a = argp;
     PyThreadState *me = a->me;
+    set_stage("checks after PyOS_AfterFork_Child");
     child_check_alone(me);
     PyInterpreterState *interp = me->interp;
     CHILD_CHECK(interp->initial == ft_ts(me), C_INITIAL);
@@ -282,6 +332,7 @@ child_standard(void *argp)
     if (a->parked_on) {
         CHILD_CHECK(ft_parking_lot_unpark_all(&a->parked_on->_bits) == 0, C_PARKING_LOT);
     }
+    set_stage("fresh PyMutexes, pending calls, atexit");
     static PyMutex fresh[64];
     for (int i = 0; i < 64; i++) {
         PyMutex_Lock(&fresh[i]);
@@ -301,9 +352,11 @@ child_standard(void *argp)
     child_run_threads(CHILD_THREADS, CHILD_ROUNDS);
     child_check_alone(me);
 
+    set_stage("Py_FinalizeEx");
     CHILD_CHECK(Py_FinalizeEx() == 0, C_FINALIZE);
     CHILD_CHECK(atomic_load(&atexit_ran) == 1, C_ATEXIT_RAN);
     CHILD_CHECK(!Py_IsInitialized(), C_STILL_INITIALIZED);
+    set_stage("Py_Initialize after Py_FinalizeEx");
     Py_Initialize();
     CHILD_CHECK(PyThreadState_GetUnchecked() != NULL, C_REINIT);
     child_finalize_and_cycle();
@@ -315,10 +368,13 @@ static int
 child_light(void *argp)
 {
     struct child_args *a = argp;
+    set_stage("checks after PyOS_AfterFork_Child");
     child_check_alone(a->me);
     CHILD_CHECK(runtime_locks_usable(a->me->interp), C_RUNTIME_LOCK);
     child_run_threads(2, 50);
+    set_stage("Py_FinalizeEx");
     CHILD_CHECK(Py_FinalizeEx() == 0, C_FINALIZE);
+    set_stage("done");
     return C_OK;
 }
 
@@ -335,6 +391,7 @@ fork_with(child_fn *fn, void *arg, void (*before)(void *), void (*between)(void 
           void *hook_arg)
 {
     fflush(NULL);
+    set_stage("(the child never started)");
     PyOS_BeforeFork();
     if (before) {
         before(hook_arg);
@@ -350,7 +407,9 @@ fork_with(child_fn *fn, void *arg, void (*before)(void *), void (*between)(void 
         sigaddset(&set, SIGALRM);
         pthread_sigmask(SIG_UNBLOCK, &set, NULL);
         alarm(CHILD_ALARM_S);   /* a hang becomes SIGALRM */
+        set_stage("PyOS_AfterFork_Child");
         PyOS_AfterFork_Child();
+        set_stage("the child's first step");
         _exit(fn(arg));
     }
     if (between) {
@@ -405,13 +464,17 @@ describe(int status, char *buf, size_t cap)
     else {
         snprintf(buf, cap, "wait status %#x", status);
     }
+    if (trace && status != -1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, cap - len, "; the child's last stage: %s", trace->stage);
+    }
     return buf;
 }
 
 #define assert_child_ok(status, what)                                                  \
     do {                                                                               \
         int st_ = (status);                                                            \
-        char buf_[128];                                                                \
+        char buf_[256];                                                                \
         cr_assert(st_ != -1 && WIFEXITED(st_) && WEXITSTATUS(st_) == 0,                \
                   "%s: the child failed: %s", (what), describe(st_, buf_, sizeof buf_)); \
     } while (0)
@@ -558,14 +621,13 @@ worker_main(void *arg)
     return NULL;
 }
 
-/* Called detached (main thread). */
+/* Called detached (main thread).  One at a time, in order: a W_PARK must
+ * find its mutex held by the W_HOLD started before it. */
 static void
 start_workers(struct worker *w, int n)
 {
     for (int i = 0; i < n; i++) {
         w[i].thread = test_start_thread(worker_main, &w[i]);
-    }
-    for (int i = 0; i < n; i++) {
         cr_assert(TEST_POLL_UNTIL(atomic_load(&w[i].ready), POLL_MS),
                   "worker %d (kind %d) never got ready", i, (int)w[i].kind);
     }
@@ -729,8 +791,7 @@ Test(fork, main_thread_only)
 Test(fork, while_threads_hold_mutexes)
 {
     static PyMutex held[3];
-    struct worker w[3];
-    memset(w, 0, sizeof w);
+    static struct worker w[3];
     for (int i = 0; i < 3; i++) {
         w[i].kind = W_HOLD;
         w[i].target = &held[i];
@@ -744,8 +805,7 @@ Test(fork, while_threads_hold_mutexes)
 Test(fork, while_threads_are_parked_on_a_mutex)
 {
     static PyMutex contended;
-    struct worker w[4];
-    memset(w, 0, sizeof w);
+    static struct worker w[4];
     w[0].kind = W_HOLD;
     w[0].target = &contended;
     for (int i = 1; i < 4; i++) {
@@ -758,8 +818,7 @@ Test(fork, while_threads_are_parked_on_a_mutex)
 
 Test(fork, while_threads_spin_attached)
 {
-    struct worker w[3];
-    memset(w, 0, sizeof w);
+    static struct worker w[3];
     for (int i = 0; i < 3; i++) {
         w[i].kind = W_SPIN;
     }
@@ -768,8 +827,7 @@ Test(fork, while_threads_spin_attached)
 
 Test(fork, while_threads_are_detached)
 {
-    struct worker w[4];
-    memset(w, 0, sizeof w);
+    static struct worker w[4];
     w[0].kind = W_DETACHED;
     w[1].kind = W_DETACHED;
     w[2].kind = W_CYCLE;
@@ -821,8 +879,7 @@ static void
 run_non_main_fork(bool via_gilstate)
 {
     nm.via_gilstate = via_gilstate;
-    struct worker w[1];
-    memset(w, 0, sizeof w);
+    static struct worker w[1];
     w[0].kind = W_SPIN;
     Py_Initialize();
     PyThreadState *main_ts = PyEval_SaveThread();
@@ -854,12 +911,14 @@ static int
 child_without_state(void *arg)
 {
     (void)arg;
+    set_stage("checks after PyOS_AfterFork_Child");
     CHILD_CHECK(PyThreadState_GetUnchecked() == NULL, C_NO_STATE);
     PyInterpreterState *interp = PyInterpreterState_Main();
     CHILD_CHECK(interp != NULL, C_INTERP);
     bool found;
     CHILD_CHECK(count_states(interp, NULL, &found) == 0, C_STATE_COUNT);
     CHILD_CHECK(runtime_locks_usable(interp), C_RUNTIME_LOCK);
+    set_stage("PyGILState_Ensure");
     PyGILState_STATE g = PyGILState_Ensure();
     CHILD_CHECK(g == PyGILState_UNLOCKED, C_ENSURE);
     PyThreadState *me = PyThreadState_GetUnchecked();
@@ -929,6 +988,7 @@ static int
 child_initializes(void *arg)
 {
     CHILD_CHECK(!Py_IsInitialized() && PyThreadState_GetUnchecked() == NULL, C_STILL_INITIALIZED);
+    set_stage("Py_Initialize");
     Py_Initialize();
     PyThreadState *me = PyThreadState_GetUnchecked();
     CHILD_CHECK(me != NULL, C_REINIT);
@@ -1025,7 +1085,9 @@ static int
 child_rcu(void *argp)
 {
     struct child_args *a = argp;
+    set_stage("checks after PyOS_AfterFork_Child");
     child_check_alone(a->me);
+    set_stage("ft_rcu_synchronize, ft_rcu_barrier");
     /* callbacks queued in the parent just before the fork all run here
      * (those that had run already are counted in our copy) */
     Py_BEGIN_ALLOW_THREADS
@@ -1035,6 +1097,7 @@ child_rcu(void *argp)
     CHILD_CHECK(atomic_load(&rcu_ran) == RCU_CALLBACKS, C_RCU_COUNT_BEFORE);
 
     /* thread states freed through call_rcu */
+    set_stage("creating and deleting thread states");
     PyInterpreterState *interp = PyInterpreterState_Main();
     for (int i = 0; i < RCU_STATES; i++) {
         PyThreadState *ts = PyThreadState_New(interp);
@@ -1043,6 +1106,7 @@ child_rcu(void *argp)
         PyThreadState_Delete(ts);
     }
     child_run_threads(CHILD_THREADS, CHILD_ROUNDS);
+    set_stage("ft_rcu_call, ft_rcu_barrier");
     for (int i = 0; i < RCU_CALLBACKS; i++) {
         ft_rcu_call(&rcu_heads_child[i], rcu_count_cb);
     }
@@ -1085,8 +1149,7 @@ Test(fork, liburcu_works_in_the_child)
 
 Test(fork, twenty_forks_with_workers_running, .timeout = FT_TIMEOUT(60))
 {
-    struct worker w[6];
-    memset(w, 0, sizeof w);
+    static struct worker w[6];
     w[0].kind = W_SPIN;
     w[1].kind = W_SPIN;
     w[2].kind = W_CYCLE;
@@ -1142,11 +1205,11 @@ concurrent_forker(void *arg)
         struct child_args ca = { .me = me };
         pid_t pid = fork_simple(child_light, &ca);
         int status = wait_child(pid);
-        if (status != 0) {   /* 0: exited with code 0 */
-            int expected = 0;
-            atomic_compare_exchange_strong(&concurrent_bad_status[idx], &expected, status);
-        }
         atomic_fetch_add(&concurrent_forks_done[idx], 1);
+        if (status != 0) {   /* 0: exited with code 0 */
+            atomic_store(&concurrent_bad_status[idx], status);
+            break;
+        }
         (void)PyErr_CheckSignals();
     }
     PyGILState_Release(g);
@@ -1155,8 +1218,7 @@ concurrent_forker(void *arg)
 
 Test(fork, two_threads_fork_at_the_same_time, .timeout = FT_TIMEOUT(60))
 {
-    struct worker w[1];
-    memset(w, 0, sizeof w);
+    static struct worker w[1];
     w[0].kind = W_SPIN;
     Py_Initialize();
     PyThreadState *main_ts = PyEval_SaveThread();
@@ -1171,8 +1233,8 @@ Test(fork, two_threads_fork_at_the_same_time, .timeout = FT_TIMEOUT(60))
     stop_workers(w, 1);
     PyEval_RestoreThread(main_ts);
     for (int i = 0; i < CONCURRENT_FORKERS; i++) {
-        cr_assert_eq(atomic_load(&concurrent_forks_done[i]), CONCURRENT_FORKS);
         assert_child_ok(atomic_load(&concurrent_bad_status[i]), "concurrent fork");
+        cr_assert_eq(atomic_load(&concurrent_forks_done[i]), CONCURRENT_FORKS);
     }
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
