@@ -598,8 +598,11 @@ churn_loop(churn_slot *me, churn_kind kind)
     while (!atomic_load_explicit(&run->go, memory_order_acquire)) {
         sched_yield();
     }
+    /* At least one operation per thread, even when the thread is not
+     * scheduled before stop is set (a loaded machine, tiny --smoke samples):
+     * a sample is never zero, and every thread has created a state. */
     uint64_t ops = 0;
-    while (!atomic_load_explicit(&run->stop, memory_order_relaxed)) {
+    do {
         switch (kind) {
         case CHURN_NEW_CLEAR_DELETE:
             new_clear_delete();
@@ -614,7 +617,7 @@ churn_loop(churn_slot *me, churn_kind kind)
             break;
         }
         ops++;
-    }
+    } while (!atomic_load_explicit(&run->stop, memory_order_relaxed));
     me->end_ns = bench_now_ns();
     me->ops = ops;
     me->bad |= PyGILState_GetThisThreadState() != NULL;
