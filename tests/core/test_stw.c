@@ -26,6 +26,7 @@
 #include "ft_pystate.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +430,23 @@ restart_and_release(PyInterpreterState *interp, attacher *a, pthread_t *t, int n
         else {
             cr_assert_eq(kind_of(ts), FT_TS_DETACHED);
         }
+    }
+    /* Interrupt their waits (a handler without SA_RESTART, as Python's):
+     * the attach must go back to waiting, and errno must survive. */
+    struct sigaction old_sa;
+    test_install_sigusr1_without_restart(&old_sa);
+    int sent_before = atomic_load(&test_sigusr1_count);
+    for (int k = 0; k < 5; k++) {
+        for (int i = 0; i < n; i++) {
+            cr_assert_eq(pthread_kill(t[i], SIGUSR1), 0);
+        }
+        test_sleep_ns(1000000);
+    }
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&test_sigusr1_count) > sent_before, POLL_MS),
+              "the signals were not delivered");
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(atomic_load(&a[i].stage), 1,
+                     "attacher %d (how %d) attached after a signal, world stopped", i, a[i].how);
     }
     ft_start_the_world(interp);
     if (ft_free_threaded) {
@@ -951,7 +969,9 @@ Test(stw, back_to_back_stops_while_threads_attach_and_detach, .timeout = FT_TIME
     atomic_store(&c->stop, 1);
     for (int i = 0; i < CHURN_WORKERS; i++) {
         test_join_thread(t[i]);
-        cr_assert(atomic_load(&c->done[i]));
+    }
+    for (int i = 0; i < CHURN_WORKERS; i++) {
+        cr_assert(atomic_load(&c->done[i]), "worker %d did not finish", i);
     }
     cr_assert_eq(attached_violations, 0, "%d stops returned with another state attached",
                  attached_violations);
