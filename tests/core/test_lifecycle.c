@@ -2,13 +2,18 @@
  * exit callbacks, pending calls, version strings, and what happens to other
  * threads at finalization.
  *
- * Scenarios (docs/reference cpython-ft-internals.md §14 H):
+ * Scenarios (cpython-ft-internals.md §14 H):
  *   H79  1000 init/finalize cycles in one process, heap flat
  *   H83  a second Py_Initialize is a no-op
  *   H85  init and finalize on a non-main thread
  *   H86  PyGILState_Ensure after finalization (and before init) hangs
  *   H87  threads attached, detached or blocked at finalization: finalize does
- *        not wait for them; any later attach hangs, never crashes
+ *        not wait for them; any later attach hangs, never crashes; and a
+ *        stress round of finalization racing threads that keep attaching,
+ *        detaching, creating and deleting states
+ * Also: concurrent first Py_Initialize calls, PyConfig/PyStatus, exit
+ * callbacks (order, context, limits), pending calls (thread, order, errors,
+ * bounds, re-entry, at finalization), version strings.
  *
  * "Hangs" is observed, not inferred: the runtime parks a hung thread in
  * pause() forever, so the test reads /proc/self/task/<tid>/syscall until the
@@ -26,7 +31,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <malloc.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
