@@ -279,7 +279,20 @@ child_check_alone(PyThreadState *me)
     PyInterpreterState *interp = PyInterpreterState_Main();
     CHILD_CHECK(interp != NULL && me->interp == interp, C_INTERP);
     bool found;
-    CHILD_CHECK(count_states(interp, me, &found) == 1, C_STATE_COUNT);
+    if (count_states(interp, me, &found) != 1) {
+        /* say what survived */
+        for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
+             ts = PyThreadState_Next(ts)) {
+            char buf[160];
+            int len = snprintf(buf, sizeof buf, "fork child: state %p id %llu kind %d whence %d%s\n",
+                               (void *)ts, (unsigned long long)ft_ts(ts)->id, kind_of(ts),
+                               (int)ft_ts(ts)->whence, ts == me ? " (current)" : "");
+            if (len > 0) {
+                (void)!write(STDERR_FILENO, buf, (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1);
+            }
+        }
+        child_fail(C_STATE_COUNT, __LINE__, "count_states(interp, me, &found) == 1");
+    }
     CHILD_CHECK(found, C_STATE_MISSING);
     CHILD_CHECK(kind_of(me) == FT_TS_ATTACHED, C_KIND);
     CHILD_CHECK(PyGILState_Check() && PyGILState_GetThisThreadState() == me, C_GILSTATE);

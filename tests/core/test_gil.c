@@ -559,35 +559,43 @@ Test(gil, holder_without_safe_point_keeps_gil_until_it_detaches)
  * the GIL before the waiter had it.  Once the waiter has made its request,
  * the interval goes up to 60 s, so neither the waiter (asking again) nor the
  * holder (giving up waiting for the switch) can time out in the test: if the
- * holder's safe point returns, the waiter must have attached already. */
+ * holder's safe point returns, the waiter must have attached already.
+ * Without the hand-off the holder usually, not always, wins the race for the
+ * released GIL, hence several rounds. */
+#define FORCED_SWITCH_ROUNDS 5
+
 Test(gil, forced_switch_gives_the_waiter_its_turn)
 {
     if (ft_free_threaded) {
         cr_skip_test("GIL build only");
     }
-    ng.how = AT_CHECK_SIGNALS;
-    _PyEval_SetSwitchInterval(1000);
     init_detached();
-    ng.holder_ts = PyThreadState_New(PyInterpreterState_Main());
-    ng.waiter_ts = PyThreadState_New(PyInterpreterState_Main());
-    pthread_t h = test_start_thread(ng_holder, NULL);
-    cr_assert(TEST_POLL_UNTIL(atomic_load(&ng.holder_attached), POLL_MS));
-    pthread_t w = test_start_thread(ng_waiter, NULL);
-    bool asked = TEST_POLL_UNTIL(breaker_of(ng.holder_ts) & FT_BREAK_GIL_DROP, POLL_MS);
-    _PyEval_SetSwitchInterval(BIG_INTERVAL_US);
-    cr_assert(asked, "the waiter never requested a GIL drop");
-    cr_assert_eq(atomic_load(&ng.waiter_attached), 0);
+    for (int round = 0; round < FORCED_SWITCH_ROUNDS; round++) {
+        memset(&ng, 0, sizeof ng);
+        ng.how = AT_CHECK_SIGNALS;
+        _PyEval_SetSwitchInterval(1000);
+        ng.holder_ts = PyThreadState_New(PyInterpreterState_Main());
+        ng.waiter_ts = PyThreadState_New(PyInterpreterState_Main());
+        pthread_t h = test_start_thread(ng_holder, NULL);
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&ng.holder_attached), POLL_MS));
+        pthread_t w = test_start_thread(ng_waiter, NULL);
+        bool asked = TEST_POLL_UNTIL(breaker_of(ng.holder_ts) & FT_BREAK_GIL_DROP, POLL_MS);
+        _PyEval_SetSwitchInterval(BIG_INTERVAL_US);
+        cr_assert(asked, "round %d: the waiter never requested a GIL drop", round);
+        cr_assert_eq(atomic_load(&ng.waiter_attached), 0);
 
-    atomic_store(&ng.go, 1);
-    bool holder_back = TEST_POLL_UNTIL(atomic_load(&ng.holder_back) != 0, POLL_MS);
-    int waiter_had_it = atomic_load(&ng.waiter_attached_when_holder_back);
-    int waiter_attached = atomic_load(&ng.waiter_attached);
-    atomic_store(&ng.finish, 1);   /* lets the holder detach: a late waiter gets in */
-    cr_assert(holder_back, "the holder never came back from its safe point");
-    cr_assert_eq(waiter_had_it, 1, "the holder re-took the GIL before the waiter had it "
-                                   "(waiter attached by then: %d)", waiter_attached);
-    test_join_thread(h);
-    test_join_thread(w);
+        atomic_store(&ng.go, 1);
+        bool holder_back = TEST_POLL_UNTIL(atomic_load(&ng.holder_back) != 0, POLL_MS);
+        int waiter_had_it = atomic_load(&ng.waiter_attached_when_holder_back);
+        int waiter_attached = atomic_load(&ng.waiter_attached);
+        atomic_store(&ng.finish, 1);   /* lets the holder detach: a late waiter gets in */
+        cr_assert(holder_back, "round %d: the holder never came back from its safe point", round);
+        cr_assert_eq(waiter_had_it, 1, "round %d: the holder re-took the GIL before the waiter "
+                                       "had it (waiter attached by then: %d)",
+                     round, waiter_attached);
+        test_join_thread(h);
+        test_join_thread(w);
+    }
     _PyEval_SetSwitchInterval(5000);
     finalize_from_detached();
 }
