@@ -1156,6 +1156,117 @@ Test(fork, liburcu_works_in_the_child)
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
+/* ---- a thread inside the registry at the moment of fork ------------------------------------ */
+
+/* A detached thread creating thread states goes online (a liburcu reader)
+ * inside PyThreadState_New while it links the new state into the registry
+ * (WITH_RCU_ONLINE in core/tstate.c); the stop-the-world does not wait for
+ * it, it is not attached.  If the fork lands there, the child inherits a
+ * dead reader that is online -- every grace period there waits for it -- and
+ * possibly a state that is linked but not yet marked registered.  A thread
+ * can be pre-empted at that point for as long as the fork takes; the test
+ * makes that happen on purpose: a signal handler that finds its thread
+ * online and detached holds it there until the parent has forked. */
+#define WINDOW_MAX_STATES 200000
+
+static PyThreadState **window_states;
+static atomic_int window_count;
+static atomic_int window_stop;
+static atomic_int window_caught;
+static atomic_int window_release;
+static atomic_long window_signals;
+static _Thread_local bool window_tls_creator;
+
+static void
+window_handler(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&window_signals, 1);
+    if (window_tls_creator && atomic_load(&window_count) > 0 && ft_rcu_is_online() &&
+        PyThreadState_GetUnchecked() == NULL) {
+        atomic_store(&window_caught, 1);
+        while (!atomic_load(&window_release)) {
+            sched_yield();
+        }
+    }
+}
+
+static void *
+window_creator(void *arg)
+{
+    PyInterpreterState *interp = arg;
+    window_tls_creator = true;
+    while (!atomic_load(&window_stop) && atomic_load(&window_count) < WINDOW_MAX_STATES) {
+        PyThreadState *ts = PyThreadState_New(interp);
+        if (!ts) {
+            break;
+        }
+        window_states[atomic_load(&window_count)] = ts;
+        atomic_fetch_add(&window_count, 1);   /* after the first: registered with liburcu */
+    }
+    return NULL;
+}
+
+Test(fork, while_a_detached_thread_is_inside_PyThreadState_New)
+{
+    if (ft_sanitize_thread) {
+        /* TSan delivers a signal only at one of its interceptors, never
+         * inside liburcu's uninstrumented code: the window cannot be hit. */
+        cr_skip_test("cannot stop a thread inside liburcu under ThreadSanitizer");
+    }
+    window_states = calloc(WINDOW_MAX_STATES, sizeof *window_states);
+    cr_assert_not_null(window_states);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = window_handler;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR2, &sa, &old), 0);
+
+    Py_Initialize();
+    PyThreadState *me = PyThreadState_Get();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    /* No callback pending: the call_rcu worker is idle, so BeforeFork does
+     * not wait for a grace period that the caught thread would hold up. */
+    Py_BEGIN_ALLOW_THREADS
+    ft_rcu_barrier();
+    Py_END_ALLOW_THREADS
+
+    pthread_t t = test_start_thread(window_creator, interp);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&window_count) > 0, POLL_MS));
+    int64_t deadline = test_now_ns() + (int64_t)POLL_MS * 1000000LL * FT_TIMEOUT_SCALE;
+    while (!atomic_load(&window_caught) && atomic_load(&window_count) < WINDOW_MAX_STATES &&
+           test_now_ns() < deadline) {
+        long before = atomic_load(&window_signals);
+        pthread_kill(t, SIGUSR2);
+        (void)TEST_POLL_UNTIL(atomic_load(&window_signals) != before, 100);
+    }
+    bool caught = atomic_load(&window_caught);
+    pid_t pid = -1;
+    int status = 0;
+    if (caught) {
+        struct child_args ca = { .me = me };
+        pid = fork_simple(child_standard, &ca);
+        status = wait_child(pid);
+    }
+    atomic_store(&window_release, 1);
+    atomic_store(&window_stop, 1);
+    test_join_thread(t);
+    sigaction(SIGUSR2, &old, NULL);
+    if (!caught) {
+        cr_assert_fail("never caught the thread inside the registry (%ld signals, %d states)",
+                       atomic_load(&window_signals), atomic_load(&window_count));
+    }
+    cr_assert_gt(pid, 0);
+    assert_child_ok(status, "fork while a thread is inside PyThreadState_New");
+
+    int n = atomic_load(&window_count);
+    for (int i = 0; i < n; i++) {
+        PyThreadState_Delete(window_states[i]);
+    }
+    free(window_states);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
 /* ---- repeated and concurrent forks ---------------------------------------------------------- */
 
 #define REPEATS 20
