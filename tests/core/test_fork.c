@@ -210,13 +210,31 @@ static PyMutex child_mutex;
 static long child_counter;          /* under child_mutex */
 static atomic_int child_bad;
 
+/* Even-numbered threads attach with PyGILState_Ensure / Release, odd ones
+ * with their own PyThreadState_New + PyEval_RestoreThread / SaveThread. */
 static void *
 child_worker(void *arg)
 {
-    int rounds = (int)(intptr_t)arg;
+    int rounds = (int)((intptr_t)arg >> 1);
+    bool own_state = ((intptr_t)arg & 1) != 0;
+    PyThreadState *own = NULL;
+    if (own_state) {
+        own = PyThreadState_New(PyInterpreterState_Main());
+        if (!own) {
+            atomic_fetch_add(&child_bad, 1);
+            return NULL;
+        }
+    }
     for (int i = 0; i < rounds; i++) {
-        PyGILState_STATE g = PyGILState_Ensure();
-        if (PyThreadState_GetUnchecked() == NULL || !PyGILState_Check()) {
+        PyGILState_STATE g = PyGILState_UNLOCKED;
+        if (own_state) {
+            PyEval_RestoreThread(own);
+        }
+        else {
+            g = PyGILState_Ensure();
+        }
+        if (PyThreadState_GetUnchecked() == NULL || !PyGILState_Check() ||
+            (own_state && PyThreadState_GetUnchecked() != own)) {
             atomic_fetch_add(&child_bad, 1);
         }
         PyMutex_Lock(&child_mutex);
@@ -226,19 +244,30 @@ child_worker(void *arg)
         }
         child_counter = v + 1;
         PyMutex_Unlock(&child_mutex);
-        PyGILState_Release(g);
+        if (own_state) {
+            (void)PyEval_SaveThread();
+        }
+        else {
+            PyGILState_Release(g);
+        }
+    }
+    if (own_state) {
+        PyEval_RestoreThread(own);
+        PyThreadState_Clear(own);
+        PyThreadState_DeleteCurrent();
     }
     return NULL;
 }
 
-/* Called attached; starts, joins and checks `n` threads of `rounds` rounds. */
-static void
-child_run_threads(int n, int rounds)
+/* Called attached; starts and joins `n` threads of `rounds` rounds: 0 if
+ * they all ran correctly, else the failed check's code. */
+static int
+run_threads(int n, int rounds)
 {
     pthread_t t[CHILD_THREADS];
     int started = 0;
-    set_stage(n == CHILD_THREADS ? "threads: 4 x Ensure / PyMutex / Release"
-                                 : "threads: 2 x Ensure / PyMutex / Release");
+    set_stage(n == CHILD_THREADS ? "threads: 4 x attach / PyMutex / detach"
+                                 : "threads: 2 x attach / PyMutex / detach");
     child_counter = 0;
     atomic_store(&child_bad, 0);
     /* ThreadSanitizer (GCC 12's) dies ("dup thread with used id") when a
@@ -255,7 +284,8 @@ child_run_threads(int n, int rounds)
     }
     Py_BEGIN_ALLOW_THREADS
     for (int i = 0; i < n && i < CHILD_THREADS; i++) {
-        if (pthread_create(&t[i], attrp, child_worker, (void *)(intptr_t)rounds) == 0) {
+        intptr_t how = ((intptr_t)rounds << 1) | (i & 1);
+        if (pthread_create(&t[i], attrp, child_worker, (void *)how) == 0) {
             started++;
         }
     }
@@ -266,10 +296,31 @@ child_run_threads(int n, int rounds)
     if (attrp) {
         pthread_attr_destroy(attrp);
     }
-    CHILD_CHECK(started == n, C_THREAD_CREATE);
-    CHILD_CHECK(child_counter == (long)n * rounds, C_THREADS_COUNT);
-    CHILD_CHECK(atomic_load(&child_bad) == 0, C_THREADS_BAD);
+    if (started != n) {
+        return C_THREAD_CREATE;
+    }
+    if (child_counter != (long)n * rounds) {
+        return C_THREADS_COUNT;
+    }
+    if (atomic_load(&child_bad) != 0) {
+        return C_THREADS_BAD;
+    }
+    return 0;
 }
+
+/* In a child: run_threads, exiting on failure. */
+static void
+child_run_threads(int n, int rounds)
+{
+    int code = run_threads(n, rounds);
+    if (code) {
+        child_fail(code, __LINE__, "run_threads");
+    }
+}
+
+/* In the parent (main thread). */
+#define parent_run_threads(n, rounds) \
+    cr_assert_eq(run_threads((n), (rounds)), 0, "threads in the parent failed")
 
 /* The current state is the only one, and everything around it is sane. */
 static void
@@ -797,7 +848,7 @@ Test(fork, main_thread_only)
     cr_assert_eq(count_states(PyInterpreterState_Main(), me, &found), 1);
     cr_assert(found);
     /* the parent's runtime is intact: threads, then a clean finalize */
-    child_run_threads(CHILD_THREADS, 50);
+    parent_run_threads(CHILD_THREADS, 50);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1057,14 +1108,14 @@ Test(fork, before_initialize)
 
     /* and the parent can still initialize */
     Py_Initialize();
-    child_run_threads(CHILD_THREADS, 50);
+    parent_run_threads(CHILD_THREADS, 50);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
 Test(fork, after_finalize)
 {
     Py_Initialize();
-    child_run_threads(CHILD_THREADS, 50);
+    parent_run_threads(CHILD_THREADS, 50);
     cr_assert_eq(Py_FinalizeEx(), 0);
     cr_assert_not(Py_IsInitialized());
 
@@ -1073,7 +1124,7 @@ Test(fork, after_finalize)
     assert_child_ok(wait_child(pid), "fork after Py_FinalizeEx");
 
     Py_Initialize();
-    child_run_threads(CHILD_THREADS, 50);
+    parent_run_threads(CHILD_THREADS, 50);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
