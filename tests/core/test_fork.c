@@ -17,9 +17,10 @@
  *     forgot the parent's parked threads, fresh PyMutexes work, contended;
  *   - GIL build: the forking thread holds the GIL; free-threaded: the stop
  *     the world begun by BeforeFork is over;
- *   - four new threads PyGILState_Ensure / Release in a loop around a shared
- *     PyMutex; PyUnstable_AtExit callbacks run; Py_FinalizeEx() == 0; then
- *     Py_Initialize, threads again, Py_FinalizeEx() == 0.
+ *   - four new threads attach (PyGILState_Ensure, or their own
+ *     PyThreadState_New + PyEval_RestoreThread) and detach in a loop around
+ *     a shared PyMutex; PyUnstable_AtExit callbacks run; Py_FinalizeEx()
+ *     == 0; then Py_Initialize, threads again, Py_FinalizeEx() == 0.
  * The parent forks while other threads
  *   - hold PyMutexes (locked before the fork, released after it),
  *   - are parked on a PyMutex (the parking lot has waiters at fork time),
@@ -28,7 +29,9 @@
  *     holds the GIL) -- between BeforeFork and AfterFork_Parent none of them
  *     is attached and none makes progress,
  *   - are detached in Py_BEGIN_ALLOW_THREADS, or create and delete thread
- *     states in a loop,
+ *     states in a loop, or (held there by a signal handler) are inside
+ *     PyThreadState_New, linking a state into the registry as liburcu
+ *     readers,
  * and checks that they all carry on after AfterFork_Parent and that the
  * parent finalizes cleanly.  Also: fork from a non-main thread with an
  * attached state (PyThreadState_New + PyEval_RestoreThread, and
@@ -37,6 +40,11 @@
  * and call_rcu callbacks queued before and after the fork, thousands of
  * thread states freed through call_rcu, finalization's rcu_barrier); two
  * threads forking at the same time; 20 forks in a row with workers running.
+ *
+ * ThreadSanitizer ignores everything in the child of a multi-threaded
+ * process (and dies if a thread there reuses a dead thread's pthread_t, so
+ * the children's threads get odd-sized stacks under TSan); it still checks
+ * the parents and the children of single-threaded ones.
  */
 #include "harness.h"
 #include "test_util.h"
@@ -447,9 +455,9 @@ child_light(void *argp)
 typedef int child_fn(void *arg);
 
 /* BeforeFork, fork, AfterFork_*; the child runs fn and exits with its
- * value.  `between`, if not NULL, runs in the parent after fork() and before
- * AfterFork_Parent.  Any thread may call it.  Returns the child's pid (or
- * -1). */
+ * value.  In the parent, `before` (if not NULL) runs between BeforeFork and
+ * fork(), `between` between fork() and AfterFork_Parent, both with
+ * hook_arg.  Any thread may call it.  Returns the child's pid (or -1). */
 static pid_t
 fork_with(child_fn *fn, void *arg, void (*before)(void *), void (*between)(void *),
           void *hook_arg)
