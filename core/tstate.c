@@ -226,17 +226,22 @@ id_hash(uint64_t id)
     return (unsigned long)(id ^ (id >> 31));
 }
 
-/* Run with the calling thread online (a QSBR reader), restoring its state. */
+/* Run with the calling thread online (a QSBR reader), restoring its state.
+ * A detached thread that goes online here also holds the fork lock (read
+ * side): stop-the-world does not stop detached threads, and a thread that
+ * is online at fork() would stall every grace period in the child. */
 #define WITH_RCU_ONLINE(body)                       \
     do {                                            \
         bool was_online_ = ft_rcu_is_online();      \
         if (!was_online_) {                         \
             ft_rcu_ensure_registered();             \
+            ft_rcu_fork_enter();                    \
             ft_rcu_online();                        \
         }                                           \
         body;                                       \
         if (!was_online_) {                         \
             ft_rcu_offline();                       \
+            ft_rcu_fork_exit();                     \
         }                                           \
     } while (0)
 
@@ -324,6 +329,7 @@ ft_stop_the_world(PyInterpreterState *interp)
     bool was_online = ft_rcu_is_online();
     if (!was_online) {
         ft_rcu_ensure_registered();
+        ft_rcu_fork_enter();
         ft_rcu_online();
     }
     for (;;) {
@@ -367,6 +373,7 @@ ft_stop_the_world(PyInterpreterState *interp)
     }
     if (!was_online) {
         ft_rcu_offline();
+        ft_rcu_fork_exit();
     }
 }
 
@@ -381,6 +388,7 @@ ft_start_the_world(PyInterpreterState *interp)
     bool was_online = ft_rcu_is_online();
     if (!was_online) {
         ft_rcu_ensure_registered();
+        ft_rcu_fork_enter();
         ft_rcu_online();
     }
     for (ft_tstate *ts = ft_tstate_first(interp); ts; ts = ft_tstate_next(ts)) {
@@ -398,6 +406,7 @@ ft_start_the_world(PyInterpreterState *interp)
     }
     if (!was_online) {
         ft_rcu_offline();
+        ft_rcu_fork_exit();
     }
     atomic_store_explicit(&stw->requester, NULL, memory_order_release);
     PyMutex_Unlock(&stw->mutex);
@@ -757,7 +766,7 @@ PyThreadState *
 PyThreadState_Swap(PyThreadState *tstate)
 {
     ft_tstate *old = ft_tls_current;
-    if (&old->base == tstate && old) {
+    if (old && &old->base == tstate) {
         return tstate;
     }
     if (old) {
