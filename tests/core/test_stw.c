@@ -1045,3 +1045,108 @@ Test(stw, two_requesters_exclude_each_other, .timeout = FT_TIMEOUT(60))
     cr_assert_eq(walk_length(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
+
+/* ---- suspensions and deletion ------------------------------------------------------- */
+
+/* A suspension stamped by a stop that has ended is stale: the owner clears
+ * it itself when it attaches, instead of waiting for a start that already
+ * happened. */
+Test(stw, stale_suspension_is_cleared_by_the_owner, .timeout = FT_TIMEOUT(30))
+{
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *ts = PyThreadState_New(interp);
+    cr_assert_not_null(ts);
+    ft_stop_the_world(interp);
+    uint64_t old = stw_seq(interp);
+    ft_start_the_world(interp);
+    if (!ft_free_threaded) {
+        old = 1;   /* no stop ever runs: any odd tag is not the current one */
+    }
+    cr_assert(old & 1);
+    cr_assert_neq(stw_seq(interp), old);
+    cr_assert_eq(kind_of(ts), FT_TS_DETACHED);
+    atomic_store(&ft_ts(ts)->state, FT_TS_SUSPENDED_BY(old));
+
+    attacher a;
+    memset(&a, 0, sizeof a);
+    a.how = ATTACH_RESTORE;
+    atomic_store(&a.ts, ts);
+    atomic_store(&a.go, 1);
+    PyThreadState *me = PyEval_SaveThread();
+    pthread_t t = test_start_thread(attach_when_told, &a);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&a.stage) == 2, POLL_MS),
+              "attaching a state with a stale suspension blocked (state %s)",
+              kind_name(kind_of(ts)));
+    test_join_thread(t);
+    cr_assert(atomic_load(&a.current_ok));
+    cr_assert(atomic_load(&a.errno_ok));
+    PyEval_RestoreThread(me);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* A detached thread deletes its own state while the world is stopped (the
+ * state is SUSPENDED): no wait, no fatal error, and the stop and the next one
+ * are unaffected. */
+typedef struct suspended_deleter {
+    PyThreadState *_Atomic ts;
+    atomic_int go;
+    atomic_int done;
+} suspended_deleter;
+
+static void *
+delete_own_detached_state(void *arg)
+{
+    suspended_deleter *d = arg;
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    PyEval_RestoreThread(ts);
+    PyEval_SaveThread();
+    atomic_store(&d->ts, ts);
+    while (!atomic_load(&d->go)) {
+        test_sleep_ns(200000);
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_Delete(ts);
+    atomic_store(&d->done, 1);
+    return NULL;
+}
+
+Test(stw, suspended_state_deleted_during_stop, .timeout = FT_TIMEOUT(30))
+{
+    enum { N = 3 };
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyThreadState *me = PyEval_SaveThread();
+    suspended_deleter d[N];
+    pthread_t t[N];
+    memset(d, 0, sizeof d);
+    for (int i = 0; i < N; i++) {
+        t[i] = test_start_thread(delete_own_detached_state, &d[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&d[i].ts) != NULL, POLL_MS));
+    }
+    PyEval_RestoreThread(me);
+    ft_stop_the_world(interp);
+    for (int i = 0; i < N; i++) {
+        if (ft_free_threaded) {
+            cr_assert_eq(kind_of(atomic_load(&d[i].ts)), FT_TS_SUSPENDED);
+        }
+        atomic_store(&d[i].go, 1);
+    }
+    bool all_done = TEST_POLL_UNTIL(atomic_load(&d[0].done) && atomic_load(&d[1].done) &&
+                                        atomic_load(&d[2].done),
+                                    POLL_MS);
+    int left = walk_length(interp);
+    ft_start_the_world(interp);
+    cr_assert(all_done, "deleting a suspended state waited for the world to restart");
+    cr_assert_eq(left, 1, "%d states registered after the deletions", left);
+    for (int i = 0; i < N; i++) {
+        test_join_thread(t[i]);
+    }
+    ft_stop_the_world(interp);
+    ft_start_the_world(interp);
+    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}

@@ -78,11 +78,23 @@ walk_length(PyInterpreterState *interp)
 
 /* Fatal-error checks: run fn in a forked child, expect SIGABRT and `needle`
  * in its stderr. */
+static void (*child_fn)(void);
+
+/* A child that hangs instead of aborting dies of SIGALRM (and fails the
+ * check) rather than outliving the test. */
+static void
+child_with_alarm(void)
+{
+    alarm((unsigned)FT_TIMEOUT(10));
+    child_fn();
+}
+
 static void
 expect_fatal(void (*fn)(void), const char *needle)
 {
     char buf[8192];
-    int st = test_run_in_child(fn, buf, sizeof buf);
+    child_fn = fn;
+    int st = test_run_in_child(child_with_alarm, buf, sizeof buf);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
               "expected SIGABRT; child status %#x (exit %d), stderr: %s", st,
               WIFEXITED(st) ? WEXITSTATUS(st) : -1, buf);
