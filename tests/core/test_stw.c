@@ -336,14 +336,35 @@ Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIME
         }
         cr_assert_eq(atomic_load(&b[i].stage), 1);
     }
-    /* a second stop while they are still blocked */
+    /* A second stop, and everything they wait for is released while it is
+     * in force: they get their locks (or wake) but must not attach until the
+     * world restarts (GIL build: until the requester lets the GIL go). */
     ft_stop_the_world(interp);
-    ft_start_the_world(interp);
-
-    me = PyEval_SaveThread();
+    seq = stw_seq(interp);
     atomic_store(&release, 1);
     PyMutex_Unlock(&mutex);
     PyThread_release_lock(lock);
+    test_sleep_ns(QUIET_NS);
+    int through = 0;
+    for (int i = 0; i < N; i++) {
+        through += atomic_load(&b[i].stage) == 2;
+        words[i] = word_of(atomic_load(&b[i].ts));
+    }
+    int attached = attached_others(interp, me);
+    ft_start_the_world(interp);
+    cr_assert_eq(through, 0, "%d threads attached while the world was stopped", through);
+    cr_assert_eq(attached, 0);
+    for (int i = 0; i < N; i++) {
+        if (ft_free_threaded) {
+            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "thread %d (how %d) is %s", i,
+                         b[i].how, kind_name(FT_TS_KIND(words[i])));
+        }
+        else {
+            cr_assert_eq(FT_TS_KIND(words[i]), FT_TS_DETACHED);
+        }
+    }
+
+    me = PyEval_SaveThread();
     for (int i = 0; i < N; i++) {
         cr_assert(TEST_POLL_UNTIL(atomic_load(&b[i].stage) == 2, POLL_MS),
                   "thread %d (how %d) never got through after the world restarted", i, b[i].how);
@@ -666,6 +687,7 @@ typedef struct deleter {
     PyThreadState *_Atomic ts;
     atomic_int go;
     atomic_int done;
+    bool just_exit;             /* exit with the state attached instead */
 } deleter;
 
 static void *
@@ -678,19 +700,23 @@ delete_when_told(void *arg)
     while (!atomic_load(&d->go)) {
         /* attached, no safe point */
     }
-    PyThreadState_Clear(ts);
-    PyThreadState_DeleteCurrent();
+    if (!d->just_exit) {
+        PyThreadState_Clear(ts);
+        PyThreadState_DeleteCurrent();
+    }
     atomic_store(&d->done, 1);
     return NULL;
 }
 
-Test(stw, d45_thread_deleting_its_state_during_a_pending_stop, .timeout = FT_TIMEOUT(30))
+static void
+check_thread_leaving_during_a_pending_stop(bool just_exit)
 {
     Py_Initialize();
     PyInterpreterState *interp = PyInterpreterState_Main();
     PyThreadState *me = PyEval_SaveThread();
     deleter d;
     memset(&d, 0, sizeof d);
+    d.just_exit = just_exit;
     pthread_t dt = test_start_thread(delete_when_told, &d);
     cr_assert(TEST_POLL_UNTIL(atomic_load(&d.ts) != NULL, POLL_MS));
     PyThreadState *dts = atomic_load(&d.ts);
@@ -703,17 +729,38 @@ Test(stw, d45_thread_deleting_its_state_during_a_pending_stop, .timeout = FT_TIM
               "the requester never asked the thread to stop");
     test_sleep_ns(QUIET_NS);
     cr_assert_eq(atomic_load(&r.stopped), 0);
-    atomic_store(&d.go, 1);   /* it deletes its state instead of stopping */
+    atomic_store(&d.go, 1);   /* it deletes its state (or exits) instead of stopping */
     cr_assert(TEST_POLL_UNTIL(atomic_load(&r.stopped), POLL_MS),
-              "the stop kept waiting for a thread that deleted its state");
+              "the stop kept waiting for a thread that %s",
+              just_exit ? "exited attached" : "deleted its state");
     cr_assert(TEST_POLL_UNTIL(atomic_load(&d.done), POLL_MS));
     test_join_thread(dt);
+    if (just_exit && ft_free_threaded) {
+        /* the exit detached it; the stop in force then stamped it */
+        cr_assert_eq(kind_of(dts), FT_TS_SUSPENDED, "state of the exited thread: %s",
+                     kind_name(kind_of(dts)));
+    }
     atomic_store(&r.release, 1);
     test_join_thread(rt);
     cr_assert(atomic_load(&r.done));
     PyEval_RestoreThread(me);
+    if (just_exit) {
+        cr_assert_eq(kind_of(dts), FT_TS_DETACHED);
+        PyThreadState_Clear(dts);
+        PyThreadState_Delete(dts);
+    }
     cr_assert_eq(walk_length(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+Test(stw, d45_thread_deleting_its_state_during_a_pending_stop, .timeout = FT_TIMEOUT(30))
+{
+    check_thread_leaving_during_a_pending_stop(false);
+}
+
+Test(stw, thread_exiting_attached_during_a_pending_stop, .timeout = FT_TIMEOUT(30))
+{
+    check_thread_leaving_during_a_pending_stop(true);
 }
 
 /* Registering while a stop is requested but not yet in force. */
