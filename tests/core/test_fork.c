@@ -1117,6 +1117,7 @@ pre_waiter(void *arg)
 
 Test(fork, before_initialize)
 {
+    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();   /* the parent has a holder and a waiter */
     cr_assert_not(Py_IsInitialized());
     pthread_t h = test_start_thread(pre_holder, NULL);
     cr_assert(TEST_POLL_UNTIL(atomic_load(&pre_locked), POLL_MS));
@@ -1239,13 +1240,18 @@ Test(fork, liburcu_works_in_the_child)
 /* A detached thread creating thread states goes online (a liburcu reader)
  * inside PyThreadState_New while it links the new state into the registry
  * (WITH_RCU_ONLINE in core/tstate.c); the stop-the-world does not wait for
- * it, it is not attached.  If the fork lands there, the child inherits a
- * dead reader that is online -- every grace period there waits for it -- and
- * possibly a state that is linked but not yet marked registered.  A thread
- * can be pre-empted at that point for as long as the fork takes; the test
- * makes that happen on purpose: a signal handler that finds its thread
- * online and detached holds it there until the parent has forked. */
+ * it, it is not attached.  If the fork landed there, the child would inherit
+ * a dead reader that is online -- every grace period there would wait for
+ * it -- and maybe a half-linked state.  So BeforeFork must not return while
+ * a thread is in there.  A thread can be pre-empted at that point for as
+ * long as you like; the test does it on purpose: a signal handler that finds
+ * its thread online and detached holds it there.  The main thread then
+ * forks; a releaser thread lets the caught thread go only once the main
+ * thread has been inside PyOS_BeforeFork for a while (a correct BeforeFork
+ * waits for it), and the main thread notes, between BeforeFork and fork(),
+ * whether the caught thread was still held: it must not be. */
 #define WINDOW_MAX_STATES 200000
+#define WINDOW_HOLD_MS 300
 
 static PyThreadState **window_states;
 static atomic_int window_count;
@@ -1253,6 +1259,9 @@ static atomic_int window_stop;
 static atomic_int window_caught;
 static atomic_int window_release;
 static atomic_long window_signals;
+static atomic_int window_forking;          /* the main thread is about to call BeforeFork */
+static atomic_int window_before_returned;  /* ... and BeforeFork returned */
+static atomic_int window_held_at_fork;     /* the caught thread was still held then */
 static _Thread_local bool window_tls_creator;
 
 static void
@@ -1261,7 +1270,7 @@ window_handler(int sig)
     (void)sig;
     atomic_fetch_add(&window_signals, 1);
     if (window_tls_creator && atomic_load(&window_count) > 0 && ft_rcu_is_online() &&
-        PyThreadState_GetUnchecked() == NULL) {
+        PyThreadState_GetUnchecked() == NULL && !atomic_load(&window_caught)) {
         atomic_store(&window_caught, 1);
         while (!atomic_load(&window_release)) {
             sched_yield();
@@ -1285,6 +1294,26 @@ window_creator(void *arg)
     return NULL;
 }
 
+/* Holds the caught thread until BeforeFork returned (the bug) or the main
+ * thread has waited in it for WINDOW_HOLD_MS, then lets it go. */
+static void *
+window_releaser(void *arg)
+{
+    (void)arg;
+    (void)TEST_POLL_UNTIL(atomic_load(&window_forking), POLL_MS);
+    (void)TEST_POLL_UNTIL(atomic_load(&window_before_returned), WINDOW_HOLD_MS);
+    atomic_store(&window_release, 1);
+    return NULL;
+}
+
+static void
+window_before_fork_returned(void *arg)
+{
+    (void)arg;
+    atomic_store(&window_held_at_fork, !atomic_load(&window_release));
+    atomic_store(&window_before_returned, 1);
+}
+
 Test(fork, while_a_detached_thread_is_inside_PyThreadState_New)
 {
     SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
@@ -1305,7 +1334,7 @@ Test(fork, while_a_detached_thread_is_inside_PyThreadState_New)
     PyThreadState *me = PyThreadState_Get();
     PyInterpreterState *interp = PyInterpreterState_Main();
     /* No callback pending: the call_rcu worker is idle, so BeforeFork does
-     * not wait for a grace period that the caught thread would hold up. */
+     * not wait for a grace period that the caught thread holds up. */
     Py_BEGIN_ALLOW_THREADS
     ft_rcu_barrier();
     Py_END_ALLOW_THREADS
@@ -1323,18 +1352,22 @@ Test(fork, while_a_detached_thread_is_inside_PyThreadState_New)
     pid_t pid = -1;
     int status = 0;
     if (caught) {
+        pthread_t r = test_start_thread(window_releaser, NULL);
         struct child_args ca = { .me = me };
-        pid = fork_simple(child_standard, &ca);
+        atomic_store(&window_forking, 1);
+        pid = fork_with(child_standard, &ca, window_before_fork_returned, NULL, NULL);
         status = wait_child(pid);
+        test_join_thread(r);
     }
     atomic_store(&window_release, 1);
     atomic_store(&window_stop, 1);
     test_join_thread(t);
     sigaction(SIGUSR2, &old, NULL);
-    if (!caught) {
-        cr_assert_fail("never caught the thread inside the registry (%ld signals, %d states)",
-                       atomic_load(&window_signals), atomic_load(&window_count));
-    }
+    cr_assert(caught, "never caught the thread inside the registry (%ld signals, %d states)",
+              atomic_load(&window_signals), atomic_load(&window_count));
+    cr_assert_not(atomic_load(&window_held_at_fork),
+                  "PyOS_BeforeFork returned while a detached thread was online inside "
+                  "PyThreadState_New");
     cr_assert_gt(pid, 0);
     assert_child_ok(status, "fork while a thread is inside PyThreadState_New");
 
