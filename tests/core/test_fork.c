@@ -72,10 +72,14 @@
 
 /* The child's last stage, in memory shared with the parent, so that a child
  * that hangs (SIGALRM) or crashes says where it was. */
+#define TRACE_SLOTS 4
+
 struct child_trace {
-    char stage[96];
+    char stage[TRACE_SLOTS][96];
 };
 static struct child_trace *trace;
+/* Threads that fork at the same time use different slots. */
+static _Thread_local int trace_slot;
 
 static void
 trace_init(void)
@@ -88,10 +92,11 @@ static void
 set_stage(const char *stage)
 {
     if (trace) {
+        char *dst = trace->stage[trace_slot];
         size_t n = strlen(stage);
-        n = n < sizeof trace->stage - 1 ? n : sizeof trace->stage - 1;
-        memcpy(trace->stage, stage, n);
-        trace->stage[n] = '\0';
+        n = n < sizeof trace->stage[0] - 1 ? n : sizeof trace->stage[0] - 1;
+        memcpy(dst, stage, n);
+        dst[n] = '\0';
     }
 }
 
@@ -538,7 +543,7 @@ describe(int status, char *buf, size_t cap)
     }
     if (trace && status != -1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         size_t len = strlen(buf);
-        snprintf(buf + len, cap - len, "; the child's last stage: %s", trace->stage);
+        snprintf(buf + len, cap - len, "; the child's last stage: %s", trace->stage[trace_slot]);
     }
     return buf;
 }
@@ -1431,11 +1436,13 @@ Test(fork, twenty_forks_with_workers_running, .timeout = FT_TIMEOUT(60))
 
 static atomic_int concurrent_bad_status[CONCURRENT_FORKERS];
 static atomic_int concurrent_forks_done[CONCURRENT_FORKERS];
+static char concurrent_what[CONCURRENT_FORKERS][256];
 
 static void *
 concurrent_forker(void *arg)
 {
     int idx = (int)(intptr_t)arg;
+    trace_slot = idx + 1;
     PyGILState_STATE g = PyGILState_Ensure();
     PyThreadState *me = PyThreadState_GetUnchecked();
     for (int i = 0; i < CONCURRENT_FORKS; i++) {
@@ -1444,6 +1451,7 @@ concurrent_forker(void *arg)
         int status = wait_child(pid);
         atomic_fetch_add(&concurrent_forks_done[idx], 1);
         if (status != 0) {   /* 0: exited with code 0 */
+            describe(status, concurrent_what[idx], sizeof concurrent_what[idx]);
             atomic_store(&concurrent_bad_status[idx], status);
             break;
         }
@@ -1471,7 +1479,9 @@ Test(fork, two_threads_fork_at_the_same_time, .timeout = FT_TIMEOUT(60))
     stop_workers(w, 1);
     PyEval_RestoreThread(main_ts);
     for (int i = 0; i < CONCURRENT_FORKERS; i++) {
-        assert_child_ok(atomic_load(&concurrent_bad_status[i]), "concurrent fork");
+        cr_assert_eq(atomic_load(&concurrent_bad_status[i]), 0,
+                     "forker %d, fork %d: the child failed: %s", i,
+                     atomic_load(&concurrent_forks_done[i]), concurrent_what[i]);
         cr_assert_eq(atomic_load(&concurrent_forks_done[i]), CONCURRENT_FORKS);
     }
     cr_assert_eq(Py_FinalizeEx(), 0);
