@@ -401,7 +401,8 @@ Test(tstate, state_created_on_one_thread_attached_on_another, .timeout = FT_TIME
     /* created here, attached there */
     PyThreadState *ts = PyThreadState_New(interp);
     cr_assert_not_null(ts);
-    cross c = {0};
+    cross c;
+    memset(&c, 0, sizeof c);
     atomic_store(&c.ts, ts);
     test_join_thread(test_start_thread(attach_foreign_state, &c));
     cr_assert(atomic_load(&c.unchecked_null_before), "a new thread has no attached state");
@@ -419,7 +420,8 @@ Test(tstate, state_created_on_one_thread_attached_on_another, .timeout = FT_TIME
     PyThreadState_Delete(ts);
 
     /* created there, attached here */
-    cross d = {0};
+    cross d;
+    memset(&d, 0, sizeof d);
     test_join_thread(test_start_thread(create_state_only, &d));
     ts = atomic_load(&d.ts);
     cr_assert_not_null(ts);
