@@ -61,7 +61,7 @@ ft_rcu_after_fork_parent(void)
 void
 ft_rcu_after_fork_child(void)
 {
-    /* The forking thread took it for writing and is the one thread here. */
-    (void)pthread_rwlock_unlock(&fork_lock);
+    pthread_rwlock_t fresh = PTHREAD_RWLOCK_INITIALIZER;
+    fork_lock = fresh;
     urcu_qsbr_call_rcu_after_fork_child();
 }
