@@ -70,6 +70,17 @@
 /* test_wait_child scales this; the child's alarm fires well before. */
 #define CHILD_WAIT_MS 20000
 
+/* GCC 12's AddressSanitizer does not lock its allocator around fork(): a
+ * thread in malloc or free at that moment leaves an allocator lock held in
+ * the child, whose next malloc of that size hangs.  Under ASan the tests keep
+ * their own threads out of the allocator while they fork (workers that
+ * create thread states pause; threads exit only after the forks). */
+#ifdef FT_SANITIZE_ADDRESS
+static const bool asan_build = true;
+#else
+static const bool asan_build = false;
+#endif
+
 /* The child's last stage, in memory shared with the parent, so that a child
  * that hangs (SIGALRM) or crashes says where it was. */
 #define TRACE_SLOTS 4
@@ -576,10 +587,12 @@ struct worker {
     atomic_int ready;
     atomic_long progress;
     atomic_int bad;
+    atomic_int quiet;              /* W_CYCLE paused for wk_quiesce (ASan) */
 };
 
 static atomic_int wk_stop;
 static atomic_int wk_release;
+static atomic_int wk_quiesce;      /* ASan: W_CYCLE, stay out of malloc */
 static PyMutex wk_loop_mutex;
 
 static void
@@ -653,6 +666,14 @@ worker_main(void *arg)
         break;
     case W_CYCLE:
         while (!atomic_load(&wk_stop)) {
+            if (atomic_load(&wk_quiesce)) {
+                atomic_store(&w->quiet, 1);
+                while (atomic_load(&wk_quiesce) && !atomic_load(&wk_stop)) {
+                    sched_yield();
+                }
+                atomic_store(&w->quiet, 0);
+                continue;
+            }
             g = PyGILState_Ensure();
             if (PyThreadState_GetUnchecked() == NULL) {
                 atomic_fetch_add(&w->bad, 1);
@@ -696,6 +717,28 @@ worker_main(void *arg)
         break;
     }
     return NULL;
+}
+
+/* ASan only: the workers that allocate (W_CYCLE) pause before a fork. */
+static void
+quiesce_allocating_workers(struct worker *w, int n)
+{
+    if (!asan_build) {
+        return;
+    }
+    atomic_store(&wk_quiesce, 1);
+    for (int i = 0; i < n; i++) {
+        if (w[i].kind == W_CYCLE) {
+            cr_assert(TEST_POLL_UNTIL(atomic_load(&w[i].quiet), POLL_MS),
+                      "worker %d never paused", i);
+        }
+    }
+}
+
+static void
+resume_allocating_workers(void)
+{
+    atomic_store(&wk_quiesce, 0);
 }
 
 /* Called detached (main thread).  One at a time, in order: a W_PARK must
@@ -826,7 +869,9 @@ run_scenario(struct worker *w, int n, PyMutex *parked_on)
 
     struct child_args ca = { .me = main_ts, .parked_on = parked_on };
     struct freeze_probe probe = { .w = w, .n = n };
+    quiesce_allocating_workers(w, n);
     pid_t pid = fork_with(child_standard, &ca, probe_before, probe_between, &probe);
+    resume_allocating_workers();
     cr_assert_gt(pid, 0, "fork failed");
     int status = wait_child(pid);
     assert_child_ok(status, "fork from the main thread");
@@ -1289,6 +1334,13 @@ window_creator(void *arg)
     PyInterpreterState *interp = arg;
     window_tls_creator = true;
     while (!atomic_load(&window_stop) && atomic_load(&window_count) < WINDOW_MAX_STATES) {
+        if (atomic_load(&window_release)) {
+            /* out of the allocator while the main thread forks (ASan) */
+            while (!atomic_load(&window_stop)) {
+                sched_yield();
+            }
+            break;
+        }
         PyThreadState *ts = PyThreadState_New(interp);
         if (!ts) {
             break;
@@ -1409,7 +1461,9 @@ Test(fork, twenty_forks_with_workers_running, .timeout = FT_TIMEOUT(60))
     for (int r = 0; r < REPEATS; r++) {
         struct child_args ca = { .me = main_ts };
         struct freeze_probe probe = { .w = w, .n = n };
+        quiesce_allocating_workers(w, n);
         pid_t pid = fork_with(child_light, &ca, probe_before, probe_between, &probe);
+        resume_allocating_workers();
         cr_assert_gt(pid, 0, "fork %d failed", r);
         int status = wait_child(pid);
         char what[32];
@@ -1436,6 +1490,7 @@ Test(fork, twenty_forks_with_workers_running, .timeout = FT_TIMEOUT(60))
 
 static atomic_int concurrent_bad_status[CONCURRENT_FORKERS];
 static atomic_int concurrent_forks_done[CONCURRENT_FORKERS];
+static atomic_int concurrent_finished;
 static char concurrent_what[CONCURRENT_FORKERS][256];
 
 static void *
@@ -1457,6 +1512,13 @@ concurrent_forker(void *arg)
         }
         (void)PyErr_CheckSignals();
     }
+    /* A thread that exits frees memory: not while the other one forks. */
+    atomic_fetch_add(&concurrent_finished, 1);
+    Py_BEGIN_ALLOW_THREADS
+    while (atomic_load(&concurrent_finished) < CONCURRENT_FORKERS) {
+        sched_yield();
+    }
+    Py_END_ALLOW_THREADS
     PyGILState_Release(g);
     return NULL;
 }
