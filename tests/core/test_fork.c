@@ -727,12 +727,21 @@ quiesce_allocating_workers(struct worker *w, int n)
         return;
     }
     atomic_store(&wk_quiesce, 1);
+    /* detached meanwhile: they may need the GIL, or a stop may need us */
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts) {
+        (void)PyEval_SaveThread();
+    }
+    bool quiet = true;
     for (int i = 0; i < n; i++) {
         if (w[i].kind == W_CYCLE) {
-            cr_assert(TEST_POLL_UNTIL(atomic_load(&w[i].quiet), POLL_MS),
-                      "worker %d never paused", i);
+            quiet = quiet && TEST_POLL_UNTIL(atomic_load(&w[i].quiet), POLL_MS);
         }
     }
+    if (ts) {
+        PyEval_RestoreThread(ts);
+    }
+    cr_assert(quiet, "a worker never paused");
 }
 
 static void
@@ -1312,6 +1321,7 @@ static atomic_long window_signals;
 static atomic_int window_forking;          /* the main thread is about to call BeforeFork */
 static atomic_int window_before_returned;  /* ... and BeforeFork returned */
 static atomic_int window_held_at_fork;     /* the caught thread was still held then */
+static atomic_int window_forked;           /* fork_with returned in the parent */
 static _Thread_local bool window_tls_creator;
 
 static void
@@ -1360,6 +1370,8 @@ window_releaser(void *arg)
     (void)TEST_POLL_UNTIL(atomic_load(&window_forking), POLL_MS);
     (void)TEST_POLL_UNTIL(atomic_load(&window_before_returned), WINDOW_HOLD_MS);
     atomic_store(&window_release, 1);
+    /* exiting frees memory: not before the fork (ASan) */
+    (void)TEST_POLL_UNTIL(atomic_load(&window_forked), 4 * POLL_MS);
     return NULL;
 }
 
@@ -1413,6 +1425,7 @@ Test(fork, while_a_detached_thread_is_inside_PyThreadState_New)
         struct child_args ca = { .me = me };
         atomic_store(&window_forking, 1);
         pid = fork_with(child_standard, &ca, window_before_fork_returned, NULL, NULL);
+        atomic_store(&window_forked, 1);
         status = wait_child(pid);
         test_join_thread(r);
     }
