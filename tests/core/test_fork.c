@@ -1504,6 +1504,7 @@ Test(fork, twenty_forks_with_workers_running, .timeout = FT_TIMEOUT(60))
 static atomic_int concurrent_bad_status[CONCURRENT_FORKERS];
 static atomic_int concurrent_forks_done[CONCURRENT_FORKERS];
 static atomic_int concurrent_finished;
+static atomic_int concurrent_ready;
 static char concurrent_what[CONCURRENT_FORKERS][256];
 
 static void *
@@ -1513,6 +1514,13 @@ concurrent_forker(void *arg)
     trace_slot = idx + 1;
     PyGILState_STATE g = PyGILState_Ensure();
     PyThreadState *me = PyThreadState_GetUnchecked();
+    /* Ensure allocates: nobody forks before both are done with it (ASan) */
+    atomic_fetch_add(&concurrent_ready, 1);
+    Py_BEGIN_ALLOW_THREADS
+    while (atomic_load(&concurrent_ready) < CONCURRENT_FORKERS) {
+        sched_yield();
+    }
+    Py_END_ALLOW_THREADS
     for (int i = 0; i < CONCURRENT_FORKS; i++) {
         struct child_args ca = { .me = me };
         pid_t pid = fork_simple(child_light, &ca);
