@@ -514,6 +514,12 @@ run_holder_keeps_gil(enum let_go how)
     /* The waiter asks the holder to drop the GIL after one interval without a
      * switch: that proves it is waiting inside the attach. */
     bool asked = TEST_POLL_UNTIL(breaker_of(ng.holder_ts) & FT_BREAK_GIL_DROP, POLL_MS);
+    /* From here on nobody times out: the holder's hand-off at its one safe
+     * point waits as long as the waiter needs to wake up (with the 1 ms
+     * interval, a waiter the scheduler leaves asleep for 1 ms would let the
+     * holder take the GIL back, and the holder spins without safe points
+     * afterwards). */
+    _PyEval_SetSwitchInterval(BIG_INTERVAL_US);
     int waiter_attached_early = atomic_load(&ng.waiter_attached);
     int holder_kind = kind_of(ng.holder_ts);
     ft_tstate *holder_now = gil_holder();
@@ -537,6 +543,7 @@ run_holder_keeps_gil(enum let_go how)
     atomic_store(&ng.finish, 1);
     test_join_thread(w);
     test_join_thread(h);
+    _PyEval_SetSwitchInterval(5000);
     finalize_from_detached();
 }
 
