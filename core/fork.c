@@ -108,6 +108,7 @@ PyOS_AfterFork_Child(void)
     ft_mutex_after_fork(&interp->atexit_lock);
     ft_mutex_after_fork(&interp->stw.mutex);
 
+    ft_rcu_ensure_registered();   /* a forking thread may never have been */
     ft_rcu_online();
     for (ft_tstate *ts = ft_tstate_first(interp); ts; ts = ft_tstate_next(ts)) {
         if (ts != me) {

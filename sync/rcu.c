@@ -44,24 +44,33 @@ ft_rcu_fork_exit(void)
 void
 ft_rcu_before_fork(void)
 {
-    urcu_qsbr_call_rcu_before_fork();
+    /* fork_lock first, released last: ft_rcu_barrier takes it before
+     * liburcu's call_rcu mutex, so this order cannot invert against it. */
     int err = pthread_rwlock_wrlock(&fork_lock);
     if (err) {
         ft_fatal_errno("ft_rcu_before_fork", "pthread_rwlock_wrlock", err);
     }
+    urcu_qsbr_call_rcu_before_fork();
 }
 
 void
 ft_rcu_after_fork_parent(void)
 {
-    (void)pthread_rwlock_unlock(&fork_lock);
     urcu_qsbr_call_rcu_after_fork_parent();
+    (void)pthread_rwlock_unlock(&fork_lock);
 }
 
 void
 ft_rcu_after_fork_child(void)
 {
+    urcu_qsbr_call_rcu_after_fork_child();
+    /* glibc will not let the child unlock a write lock taken before the
+     * fork (the owner's thread id changed), so the lock is re-created; TSan
+     * is told it was released first, or it still believes it held. */
+#ifdef FT_SANITIZE_THREAD
+    __tsan_mutex_pre_unlock(&fork_lock, 0);
+    __tsan_mutex_post_unlock(&fork_lock, 0);
+#endif
     pthread_rwlock_t fresh = PTHREAD_RWLOCK_INITIALIZER;
     fork_lock = fresh;
-    urcu_qsbr_call_rcu_after_fork_child();
 }
