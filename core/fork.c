@@ -46,6 +46,7 @@ PyOS_BeforeFork(void)
     if (fork_state.was_online) {
         ft_rcu_offline();
     }
+    ft_thread_slots_before_fork();
     ft_rcu_before_fork();
 }
 
@@ -53,6 +54,7 @@ void
 PyOS_AfterFork_Parent(void)
 {
     ft_rcu_after_fork_parent();
+    ft_thread_slots_after_fork_parent();
     if (fork_state.was_online) {
         ft_rcu_online();
     }
@@ -69,15 +71,7 @@ static void
 drop_dead_state(ft_tstate *ts)
 {
     ft_tstate_unregister(ts);
-    ft_thread_slot *slot = atomic_exchange_explicit(&ts->slot, NULL, memory_order_relaxed);
-    if (slot) {
-        ft_tstate *expected = ts;
-        atomic_compare_exchange_strong_explicit(&slot->last, &expected, NULL,
-                                                memory_order_relaxed, memory_order_relaxed);
-        /* The slot's own thread is gone too: its reference is never given
-         * back, so the slot stays (a few bytes per dead thread and fork). */
-        atomic_fetch_sub_explicit(&slot->refs, 1, memory_order_relaxed);
-    }
+    ft_tstate_unbind(ts);
     ft_tstate_free_later(ts);
 }
 
@@ -92,6 +86,7 @@ PyOS_AfterFork_Child(void)
     PyThread_ReInitTLS();   /* deprecated for users, still the TSS reset */
 #pragma GCC diagnostic pop
     ft_rcu_after_fork_child();
+    ft_thread_slots_after_fork_child();
     atomic_store_explicit(&ft_rt.pending_busy, 0, memory_order_relaxed);
 
     ft_tstate *me = ft_current();

@@ -108,11 +108,47 @@ fatal(const char *func, const char *msg)
 
 /* ---- thread exit, slots, liburcu registration ------------------------------- */
 
+/* Every live slot, so that a fork child can release those of threads that
+ * did not survive (their TLS, the only other pointer to them, is gone). */
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static ft_thread_slot slots = { .prev = &slots, .next = &slots };
+
 static void
 slot_decref(ft_thread_slot *slot)
 {
     if (atomic_fetch_sub_explicit(&slot->refs, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&slots_lock);
+        slot->prev->next = slot->next;
+        slot->next->prev = slot->prev;
+        pthread_mutex_unlock(&slots_lock);
         ft_raw_free(slot, sizeof *slot);
+    }
+}
+
+void
+ft_thread_slots_before_fork(void)
+{
+    pthread_mutex_lock(&slots_lock);
+}
+
+void
+ft_thread_slots_after_fork_parent(void)
+{
+    pthread_mutex_unlock(&slots_lock);
+}
+
+void
+ft_thread_slots_after_fork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    slots_lock = fresh;
+    ft_thread_slot *next;
+    for (ft_thread_slot *slot = slots.next; slot != &slots; slot = next) {
+        next = slot->next;
+        if (slot != tls_slot) {
+            atomic_store_explicit(&slot->last, NULL, memory_order_relaxed);
+            slot_decref(slot);   /* its thread's reference: the thread is gone */
+        }
     }
 }
 
@@ -182,6 +218,12 @@ ft_thread_slot_get(void)
     }
     atomic_init(&slot->refs, 1);
     arm_thread_exit();
+    pthread_mutex_lock(&slots_lock);
+    slot->prev = &slots;
+    slot->next = slots.next;
+    slots.next->prev = slot;
+    slots.next = slot;
+    pthread_mutex_unlock(&slots_lock);
     tls_slot = slot;
     return slot;
 }
@@ -205,8 +247,8 @@ bind_to_thread(ft_tstate *ts)
     }
 }
 
-static void
-unbind_from_thread(ft_tstate *ts)
+void
+ft_tstate_unbind(ft_tstate *ts)
 {
     ft_thread_slot *slot = atomic_exchange_explicit(&ts->slot, NULL, memory_order_relaxed);
     if (slot) {
@@ -448,7 +490,17 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
         switch (FT_TS_KIND(w)) {
         case FT_TS_DETACHED:
             if (ft_unlikely(must_hang(interp, ts))) {
-                goto hang_registered;
+                /* Finalizing: shut the state down ourselves (the finalizer's
+                 * walk may not reach it); whoever's CAS wins unlinks it, and
+                 * the SHUTTING_DOWN branch then hangs and frees it. */
+                if (atomic_compare_exchange_strong_explicit(&ts->state, &w,
+                                                            FT_TS_SHUTTING_DOWN,
+                                                            memory_order_acq_rel,
+                                                            memory_order_relaxed)) {
+                    ft_tstate_unregister(ts);
+                    ts->cleared = true;
+                }
+                continue;
             }
             if (!atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_ATTACHED,
                                                          memory_order_seq_cst,
@@ -484,11 +536,6 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
             ft_hang_thread(ts);
         }
     }
-hang_registered:
-    if (!ft_free_threaded) {
-        ft_gil_drop(&ft_rt.gil, NULL);
-    }
-    ft_hang_thread(NULL);
 attached:
     ft_tls_current = ts;
     bind_to_thread(ts);
@@ -545,7 +592,7 @@ ft_hang_thread(ft_tstate *ts)
         ft_rcu_offline();
     }
     if (ts) {
-        unbind_from_thread(ts);
+        ft_tstate_unbind(ts);
         if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
             ft_tstate_free_later(ts);
         }
@@ -656,7 +703,7 @@ ft_tstate_delete(ft_tstate *ts, const char *func)
         }
         ft_tstate_unregister(ts);
     }
-    unbind_from_thread(ts);
+    ft_tstate_unbind(ts);
     if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
         ft_tstate_free_later(ts);
     }

@@ -11,10 +11,18 @@
  * instead of unlocking it: POSIX does not allow unlocking a rwlock in the
  * child, and no other thread exists there.
  *
- * Other registered threads do not survive the fork, but their entries stay
- * in liburcu's reader list.  That is harmless only if they were offline at
- * the fork, which is why PyOS_BeforeFork stops the world first: every thread
- * that is not attached is offline (attach = online, detach = offline).
+ * Dead readers.  liburcu's QSBR registry links one entry per reader, and
+ * the entry lives in the reader thread's own TLS.  Threads other than the
+ * forking one do not exist in the child, but their entries stay linked, and
+ * glibc hands their stacks (with that TLS) to threads created in the child:
+ * re-initialised under liburcu's list, they corrupt it (an assertion in
+ * registration, or synchronize_rcu waiting forever).  liburcu 0.13 offers no
+ * way to drop them (only the bp flavour prunes after fork), so this file keeps
+ * its own list of the readers it registered (`readers`, nodes in each
+ * thread's TLS, changed only inside fork-lock read sections) and, in the
+ * child, before any thread can be created there, unlinks every entry but the
+ * forking thread's from liburcu's list through the reader struct that
+ * liburcu's LGPL static API (urcu/static/urcu-qsbr.h) exposes.
  */
 #include <pthread.h>
 
@@ -25,6 +33,65 @@ char ft_rcu_gp_token;
 #endif
 
 static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+typedef struct reader_rec {
+    struct reader_rec *prev, *next;
+    struct urcu_qsbr_reader *reader;
+} reader_rec;
+
+static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
+static reader_rec readers = { &readers, &readers, NULL };
+static _Thread_local reader_rec tls_rec;
+
+void
+ft_rcu_register_thread(void)
+{
+    ft_rcu_fork_enter();
+    urcu_qsbr_register_thread();
+    pthread_mutex_lock(&readers_lock);
+    tls_rec.reader = &URCU_TLS(urcu_qsbr_reader);
+    tls_rec.prev = &readers;
+    tls_rec.next = readers.next;
+    readers.next->prev = &tls_rec;
+    readers.next = &tls_rec;
+    pthread_mutex_unlock(&readers_lock);
+    ft_rcu_fork_exit();
+}
+
+void
+ft_rcu_unregister_thread(void)
+{
+    FT_RCU_TSAN_RELEASE();
+    ft_rcu_fork_enter();
+    pthread_mutex_lock(&readers_lock);
+    if (tls_rec.next) {
+        tls_rec.prev->next = tls_rec.next;
+        tls_rec.next->prev = tls_rec.prev;
+        tls_rec.prev = tls_rec.next = NULL;
+    }
+    pthread_mutex_unlock(&readers_lock);
+    urcu_qsbr_unregister_thread();
+    ft_rcu_fork_exit();
+}
+
+/* In the child: forget every reader but ourselves (see the top). */
+static void
+drop_dead_readers(void)
+{
+    pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
+    readers_lock = fresh_lock;   /* nobody held it: fork_lock was ours */
+    for (reader_rec *r = readers.next; r != &readers; r = r->next) {
+        if (r != &tls_rec) {
+            cds_list_del(&r->reader->node);
+        }
+    }
+    bool me = tls_rec.next != NULL;
+    readers.next = readers.prev = &readers;
+    if (me) {
+        tls_rec.prev = tls_rec.next = &readers;
+        readers.next = readers.prev = &tls_rec;
+    }
+}
 
 void
 ft_rcu_fork_enter(void)
@@ -63,6 +130,7 @@ ft_rcu_after_fork_parent(void)
 void
 ft_rcu_after_fork_child(void)
 {
+    drop_dead_readers();   /* before call_rcu's child hook registers its worker */
     urcu_qsbr_call_rcu_after_fork_child();
     /* glibc will not let the child unlock a write lock taken before the
      * fork (the owner's thread id changed), so the lock is re-created; TSan

@@ -57,6 +57,7 @@ typedef enum ft_whence {
 typedef struct ft_thread_slot {
     struct ft_tstate *_Atomic last;
     int _Atomic refs;
+    struct ft_thread_slot *prev, *next;   /* every live slot (for fork) */
 } ft_thread_slot;
 
 typedef struct ft_tstate {
@@ -190,6 +191,13 @@ FT_INTERNAL void ft_tstate_free_later(ft_tstate *ts);
 FT_INTERNAL void ft_tstate_unregister(ft_tstate *ts);
 /* The calling thread's slot (created on first use; NULL if out of memory). */
 FT_INTERNAL ft_thread_slot *ft_thread_slot_get(void);
+/* Give up ts's binding to its OS thread (clears the slot's `last`). */
+FT_INTERNAL void ft_tstate_unbind(ft_tstate *ts);
+/* fork(): the slot list's lock is held across fork(); in the child the
+ * slots of threads that did not survive lose their thread's reference. */
+FT_INTERNAL void ft_thread_slots_before_fork(void);
+FT_INTERNAL void ft_thread_slots_after_fork_parent(void);
+FT_INTERNAL void ft_thread_slots_after_fork_child(void);
 /* Make sure the calling thread is a registered QSBR reader. */
 FT_INTERNAL void ft_rcu_ensure_registered(void);
 /* Never returns: the calling thread (not attached, offline) sleeps until the

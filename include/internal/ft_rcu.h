@@ -79,22 +79,10 @@ typedef struct rcu_head ft_rcu_head;
 FT_INTERNAL void ft_rcu_fork_enter(void);
 FT_INTERNAL void ft_rcu_fork_exit(void);
 
-static inline void
-ft_rcu_register_thread(void)
-{
-    ft_rcu_fork_enter();
-    urcu_qsbr_register_thread();
-    ft_rcu_fork_exit();
-}
-
-static inline void
-ft_rcu_unregister_thread(void)
-{
-    FT_RCU_TSAN_RELEASE();
-    ft_rcu_fork_enter();
-    urcu_qsbr_unregister_thread();
-    ft_rcu_fork_exit();
-}
+/* Register / unregister the calling thread as a reader (sync/rcu.c keeps
+ * its own list of them too, for the fork child: see there). */
+FT_INTERNAL void ft_rcu_register_thread(void);
+FT_INTERNAL void ft_rcu_unregister_thread(void);
 
 static inline void ft_rcu_read_lock(void) { urcu_qsbr_read_lock(); }
 

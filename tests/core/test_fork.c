@@ -902,16 +902,6 @@ run_scenario(struct worker *w, int n, PyMutex *parked_on)
 
 /* ---- the tests ------------------------------------------------------------------------- */
 
-/* Known bug, open in issue #3's note: liburcu's QSBR flavour keeps the
- * reader entries of threads that did not survive the fork in its registry,
- * and a thread created in the child can be given one of their stacks, whose
- * thread-local reader entry the C library re-initialises under liburcu's
- * list; registration then asserts or the child's call_rcu worker waits in
- * synchronize_rcu forever.  These scenarios stay here, skipped in every
- * build, until the registry no longer depends on dead threads' TLS (e.g.
- * the urcu-bp flavour, which prunes dead threads after fork). */
-#define SKIP_CHILD_THREADS_AFTER_THREADED_FORK() \
-    cr_skip_test("known bug (issue #3): liburcu QSBR registry after a threaded fork")
 
 Test(fork, main_thread_only)
 {
@@ -932,7 +922,6 @@ Test(fork, main_thread_only)
 
 Test(fork, while_threads_hold_mutexes)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     static PyMutex held[3];
     static struct worker w[3];
     for (int i = 0; i < 3; i++) {
@@ -947,7 +936,6 @@ Test(fork, while_threads_hold_mutexes)
 
 Test(fork, while_threads_are_parked_on_a_mutex)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     static PyMutex contended;
     static struct worker w[4];
     w[0].kind = W_HOLD;
@@ -962,7 +950,6 @@ Test(fork, while_threads_are_parked_on_a_mutex)
 
 Test(fork, while_threads_spin_attached)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     static struct worker w[3];
     for (int i = 0; i < 3; i++) {
         w[i].kind = W_SPIN;
@@ -972,7 +959,6 @@ Test(fork, while_threads_spin_attached)
 
 Test(fork, while_threads_are_detached)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     static struct worker w[4];
     w[0].kind = W_DETACHED;
     w[1].kind = W_DETACHED;
@@ -1043,13 +1029,11 @@ run_non_main_fork(bool via_gilstate)
 
 Test(fork, from_a_non_main_thread_with_its_own_state)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     run_non_main_fork(false);
 }
 
 Test(fork, from_a_non_main_thread_with_a_gilstate_state)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     run_non_main_fork(true);
 }
 
@@ -1100,7 +1084,6 @@ stateless_forker(void *arg)
  * forks. */
 Test(fork, from_a_thread_that_never_had_a_state)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     Py_Initialize();
     PyThreadState *main_ts = PyEval_SaveThread();
     pthread_t t = test_start_thread(stateless_forker, NULL);
@@ -1114,7 +1097,6 @@ Test(fork, from_a_thread_that_never_had_a_state)
  * with no state (it had one before) forks. */
 Test(fork, from_a_detached_thread_while_another_is_attached)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     ns.register_first = true;
     Py_Initialize();
     PyThreadState *main_ts = PyThreadState_Get();
@@ -1176,7 +1158,6 @@ pre_waiter(void *arg)
 
 Test(fork, before_initialize)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();   /* the parent has a holder and a waiter */
     cr_assert_not(Py_IsInitialized());
     pthread_t h = test_start_thread(pre_holder, NULL);
     cr_assert(TEST_POLL_UNTIL(atomic_load(&pre_locked), POLL_MS));
@@ -1385,7 +1366,6 @@ window_before_fork_returned(void *arg)
 
 Test(fork, while_a_detached_thread_is_inside_PyThreadState_New)
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     if (ft_sanitize_thread) {
         /* TSan delivers a signal only at one of its interceptors, never
          * inside liburcu's uninstrumented code: the window cannot be hit. */
@@ -1455,7 +1435,6 @@ Test(fork, while_a_detached_thread_is_inside_PyThreadState_New)
 
 Test(fork, twenty_forks_with_workers_running, .timeout = FT_TIMEOUT(60))
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     static struct worker w[6];
     w[0].kind = W_SPIN;
     w[1].kind = W_SPIN;
@@ -1546,7 +1525,6 @@ concurrent_forker(void *arg)
 
 Test(fork, two_threads_fork_at_the_same_time, .timeout = FT_TIMEOUT(60))
 {
-    SKIP_CHILD_THREADS_AFTER_THREADED_FORK();
     static struct worker w[1];
     w[0].kind = W_SPIN;
     Py_Initialize();
