@@ -27,7 +27,10 @@
 #include "ft_parking_lot.h"
 #include "ft_pystate.h"
 
-static struct {
+/* Per forking thread: two threads may fork at once (BeforeFork serialises
+ * them on the stop-the-world and runtime locks), and the child inherits the
+ * forking thread's copy. */
+static _Thread_local struct {
     bool stopped;      /* BeforeFork stopped the main interpreter's world */
     bool was_online;   /* the forking thread was an online liburcu reader */
 } fork_state;

@@ -140,8 +140,9 @@ ft_thread_slots_after_fork_parent(void)
 void
 ft_thread_slots_after_fork_child(void)
 {
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    slots_lock = fresh;
+    /* BeforeFork locked it on this very thread: a default mutex unlocks
+     * fine in the child (and TSan sees a matching unlock). */
+    pthread_mutex_unlock(&slots_lock);
     ft_thread_slot *next;
     for (ft_thread_slot *slot = slots.next; slot != &slots; slot = next) {
         next = slot->next;

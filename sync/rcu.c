@@ -78,8 +78,8 @@ ft_rcu_unregister_thread(void)
 static void
 drop_dead_readers(void)
 {
-    pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
-    readers_lock = fresh_lock;   /* nobody held it: fork_lock was ours */
+    /* readers_lock is free: it is only taken inside fork-lock read sections,
+     * and the forking thread held the fork lock for writing. */
     for (reader_rec *r = readers.next; r != &readers; r = r->next) {
         if (r != &tls_rec) {
             cds_list_del(&r->reader->node);

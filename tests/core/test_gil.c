@@ -450,7 +450,8 @@ ng_holder(void *arg)
     (void)arg;
     PyEval_RestoreThread(ng.holder_ts);
     atomic_store(&ng.holder_attached, 1);
-    while (!atomic_load_explicit(&ng.go, memory_order_relaxed)) {
+    /* acquire: what main read before `go` happens before everything after */
+    while (!atomic_load_explicit(&ng.go, memory_order_acquire)) {
         cpu_relax();   /* attached, and no safe point */
     }
     switch (ng.how) {
