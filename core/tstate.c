@@ -50,6 +50,14 @@
  *       requester: stw.seq += 1 (odd)      ; walk the list
  *     So a thread either is seen by the requester's walk, or sees the request
  *     and suspends itself before it runs any code attached.
+ *   - QSBR shares those barriers.  Attach stores its reader counter (goes
+ *     online) just before the CAS, whose lock prefix is the barrier QSBR
+ *     wants after that store; detach stores the counter (release), then
+ *     DETACHED, then issues one barrier that serves both store->load pairs
+ *     (counter -> liburcu's `waiting` flag, DETACHED -> breaker).  A round
+ *     trip thus costs two barriers, not four (ft_rcu.h).  A thread whose
+ *     attach CAS fails is online for a moment while detached; it goes
+ *     offline before it parks or hangs, which is all QSBR asks.
  *
  * THE REGISTRY (interp->threads)
  *   liburcu's lock-free hash table (rculfhash), QSBR flavour, keyed by the
@@ -473,8 +481,11 @@ must_hang(PyInterpreterState *interp, ft_tstate *ts)
     return fin != NULL && fin != ts;
 }
 
-void
-ft_tstate_attach(ft_tstate *ts, const char *func)
+/* Everything but the common case of ft_tstate_attach.  errno is kept: a
+ * caller reads it after Py_END_ALLOW_THREADS, and parking, the GIL and
+ * liburcu's wake-ups make system calls. */
+static FT_NOINLINE void
+attach_slow(ft_tstate *ts, const char *func)
 {
     if (ft_unlikely(ft_tls_current != NULL)) {
         fatal(func, ft_tls_current == ts ? "the thread state is already attached"
@@ -503,20 +514,32 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
                 }
                 continue;
             }
-            if (!atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_ATTACHED,
-                                                         memory_order_seq_cst,
-                                                         memory_order_relaxed)) {
+            /* Online first: the CAS below is the barrier QSBR needs after
+             * the counter store (see ft_rcu.h), so the round trip pays for
+             * one barrier here instead of two. */
+            ft_rcu_online_store();
+            if (ft_unlikely(!atomic_compare_exchange_strong_explicit(
+                    &ts->state, &w, FT_TS_ATTACHED, memory_order_seq_cst,
+                    memory_order_relaxed))) {
+                ft_rcu_offline();
                 continue;
+            }
+            if (!ft_rmw_is_full_barrier) {
+                cmm_smp_mb();
             }
             if (ft_free_threaded) {
                 uint64_t seq = atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst);
                 if (ft_unlikely(seq & 1) &&
                     atomic_load_explicit(&interp->stw.requester, memory_order_relaxed) != ts) {
+                    ft_rcu_offline();
                     suspend_self(ts, seq);
                     continue;
                 }
             }
-            goto attached;
+            ft_tls_current = ts;
+            bind_to_thread(ts);
+            errno = saved_errno;
+            return;
         case FT_TS_ATTACHED:
             fatal(func, "the thread state is attached to another thread");
         case FT_TS_SUSPENDED:
@@ -537,19 +560,60 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
             ft_hang_thread(ts);
         }
     }
-attached:
-    ft_tls_current = ts;
-    bind_to_thread(ts);
-    ft_rcu_online();
-    errno = saved_errno;
+}
+
+/* The common case: free-threaded, the thread registered with liburcu, the
+ * state DETACHED, no finalization and no stop requested.  One barrier (the
+ * CAS) and no system call; anything else goes to attach_slow, which starts
+ * over from the state word. */
+void
+ft_tstate_attach(ft_tstate *ts, const char *func)
+{
+    PyInterpreterState *interp = ts->base.interp;
+    if (ft_free_threaded && ft_likely(ft_tls_current == NULL && tls_rcu_registered &&
+                                      atomic_load_explicit(&interp->finalizing,
+                                                           memory_order_relaxed) == NULL)) {
+        uint64_t w = FT_TS_DETACHED;
+        ft_rcu_online_store();   /* the CAS is the barrier after it (ft_rcu.h) */
+        if (ft_likely(atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_ATTACHED,
+                                                              memory_order_seq_cst,
+                                                              memory_order_relaxed))) {
+            if (!ft_rmw_is_full_barrier) {
+                cmm_smp_mb();
+            }
+            uint64_t seq = atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst);
+            if (ft_likely(!(seq & 1)) ||
+                atomic_load_explicit(&interp->stw.requester, memory_order_relaxed) == ts) {
+                ft_tls_current = ts;
+                bind_to_thread(ts);
+                return;
+            }
+            /* A stop is requested: step aside, then wait in the slow path. */
+            int saved_errno = errno;
+            ft_rcu_offline();
+            suspend_self(ts, seq);
+            errno = saved_errno;
+        }
+        else {
+            int saved_errno = errno;
+            ft_rcu_offline();
+            errno = saved_errno;
+        }
+    }
+    attach_slow(ts, func);
 }
 
 void
 ft_tstate_detach(ft_tstate *ts)
 {
-    ft_rcu_offline();
+    ft_rcu_offline_store();
     ft_tls_current = NULL;
     atomic_store_explicit(&ts->state, FT_TS_DETACHED, memory_order_release);
+    /* One full barrier for two store->load pairs: the reader counter before
+     * liburcu's `waiting` flag, and DETACHED before the breaker (a requester
+     * sets PLEASE_STOP, then reads the state word). */
+    cmm_smp_mb();
+    ft_rcu_offline_wake();
     if (ft_free_threaded) {
         if (atomic_load_explicit(&ts->breaker, memory_order_relaxed) & FT_BREAK_PLEASE_STOP) {
             stw_notify(ts->base.interp);

@@ -43,13 +43,16 @@ static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
 static reader_rec readers = { &readers, &readers, NULL };
 static _Thread_local reader_rec tls_rec;
 
+_Thread_local struct urcu_qsbr_reader *ft_rcu_self __attribute__((tls_model("initial-exec")));
+
 void
 ft_rcu_register_thread(void)
 {
     ft_rcu_fork_enter();
     urcu_qsbr_register_thread();
+    ft_rcu_self = &URCU_TLS(urcu_qsbr_reader);
     pthread_mutex_lock(&readers_lock);
-    tls_rec.reader = &URCU_TLS(urcu_qsbr_reader);
+    tls_rec.reader = ft_rcu_self;
     tls_rec.prev = &readers;
     tls_rec.next = readers.next;
     readers.next->prev = &tls_rec;
@@ -71,6 +74,7 @@ ft_rcu_unregister_thread(void)
     }
     pthread_mutex_unlock(&readers_lock);
     urcu_qsbr_unregister_thread();
+    ft_rcu_self = NULL;
     ft_rcu_fork_exit();
 }
 

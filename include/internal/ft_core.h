@@ -39,6 +39,8 @@ static const bool ft_sanitize_thread = false;
 
 #define ft_likely(x)   __builtin_expect(!!(x), 1)
 #define ft_unlikely(x) __builtin_expect(!!(x), 0)
+/* Keeps a slow path out of its caller's fast path (no spills there). */
+#define FT_NOINLINE __attribute__((noinline))
 
 #define FT_NS_PER_US 1000LL
 #define FT_NS_PER_MS 1000000LL

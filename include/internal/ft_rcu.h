@@ -41,6 +41,8 @@
 #ifndef FT_RCU_H
 #define FT_RCU_H
 
+#include <errno.h>
+
 #include "ft_core.h"
 
 #define _LGPL_SOURCE 1
@@ -108,6 +110,66 @@ ft_rcu_offline(void)
 }
 
 static inline void ft_rcu_online(void) { urcu_qsbr_thread_online(); }
+
+/* Attach and detach (core/tstate.c) go online and offline on every round
+ * trip, and each of them already needs one full barrier of its own (the
+ * state word's publish-then-check).  liburcu's online/offline add three
+ * more (mfence-class: offline has one before and one after its store,
+ * online one after).  These split versions leave the barriers to the
+ * caller, which shares one between both protocols:
+ *
+ *   ft_rcu_offline_store()  the reader counter := 0, a release store: the
+ *                           read side's accesses happen before a grace
+ *                           period sees the thread offline (all a leading
+ *                           barrier gives; on x86 it is a plain move).
+ *                           Then the caller's FULL BARRIER (store->load:
+ *                           the counter before the `waiting` flag), then
+ *   ft_rcu_offline_wake()   liburcu's wake-up of a waiting grace period.
+ *
+ *   ft_rcu_online_store()   the reader counter := the grace-period counter;
+ *                           the caller's FULL BARRIER must follow before any
+ *                           read of an RCU-protected pointer.
+ *
+ * ft_rcu_self caches the address of liburcu's per-thread reader record
+ * (global-dynamic TLS in liburcu-qsbr.so, a __tls_get_addr call per use)
+ * in ftrt's own initial-exec TLS; it is set while the thread is
+ * registered. */
+FT_INTERNAL extern _Thread_local struct urcu_qsbr_reader *ft_rcu_self
+    __attribute__((tls_model("initial-exec")));
+
+/* A locked read-modify-write is a full barrier on x86 (liburcu relies on the
+ * same); elsewhere a caller that wants one after an RMW issues cmm_smp_mb. */
+#if defined(__x86_64__) || defined(__i386__)
+#  define FT_RMW_IS_FULL_BARRIER 1
+#else
+#  define FT_RMW_IS_FULL_BARRIER 0
+#endif
+static const bool ft_rmw_is_full_barrier = FT_RMW_IS_FULL_BARRIER;
+
+static inline void
+ft_rcu_offline_store(void)
+{
+    FT_RCU_TSAN_RELEASE();
+    __atomic_store_n(&ft_rcu_self->ctr, 0, __ATOMIC_RELEASE);
+}
+
+static inline void
+ft_rcu_offline_wake(void)
+{
+    if (ft_unlikely(CMM_LOAD_SHARED(ft_rcu_self->waiting))) {
+        int saved_errno = errno;   /* detach keeps errno, as attach does */
+        urcu_qsbr_wake_up_gp();
+        errno = saved_errno;
+    }
+    cmm_barrier();
+}
+
+static inline void
+ft_rcu_online_store(void)
+{
+    cmm_barrier();
+    __atomic_store_n(&ft_rcu_self->ctr, CMM_LOAD_SHARED(urcu_qsbr_gp.ctr), __ATOMIC_RELAXED);
+}
 
 static inline void
 ft_rcu_synchronize(void)
