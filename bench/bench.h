@@ -190,6 +190,10 @@ bench_workload_fn bench_gilstate_run;
 bench_workload_fn bench_tstate_run;
 bench_workload_fn bench_tss_run;
 bench_workload_fn bench_churn_run;
+bench_workload_fn bench_refcount_run;   /* object.c: refcount, refshared, critsec, alloc */
+bench_workload_fn bench_refshared_run;
+bench_workload_fn bench_critsec_run;
+bench_workload_fn bench_alloc_run;
 
 /* ---- formatting ---------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
  *     ftrt-bench --smoke              tiny sizes, one round: the CI test
  *     ftrt-bench --rounds 7 --threads 1,2,4 --workload mutex
  *     ftrt-bench --workload attach,gilstate,tstate,tss,churn   the thread states
+ *     ftrt-bench --workload refcount,refshared,critsec,alloc    the object core
  *
  * The two builds export the same symbols, so they cannot share a process.
  * This driver contains no ftrt code: it runs ftrt-bench-worker-ft and
@@ -162,6 +163,50 @@ static const subject_desc churn_subjects[] = {
     {"raw_alloc", "PyMem_RawCalloc+Free, 128 B", NULL},
 };
 
+/* The object core (object.c). */
+static const measure_desc refcount_measures[] = {
+    {"incdec", "Py_INCREF+Py_DECREF, one thread", "ns/op", false, false,
+     SAMPLE_CALIBRATED, false},
+};
+
+static const subject_desc refcount_subjects[] = {
+    {"owner", "owner thread", NULL},
+    {"nonowner", "non-owner thread", NULL},
+    {"atomic", "atomic add+sub pair", NULL},
+};
+
+static const measure_desc refshared_measures[] = {
+    {"threads", "Py_INCREF+Py_DECREF on one object from every thread; total over all threads",
+     "ops/s", true, true, SAMPLE_FIXED_WALL, true},
+};
+
+static const subject_desc refshared_subjects[] = {
+    {"shared", "T non-owner threads, one object", NULL},
+    {"atomic", "atomic add+sub pair, one counter", NULL},
+};
+
+static const measure_desc critsec_measures[] = {
+    {"uncontended", "critical section begin+end, uncontended", "ns/op", false, false,
+     SAMPLE_CALIBRATED, false},
+};
+
+static const subject_desc critsec_subjects[] = {
+    {"one", "Py_BEGIN/END_CRITICAL_SECTION", NULL},
+    {"two", "Py_BEGIN/END_CRITICAL_SECTION2", NULL},
+    {"pthread", "pthread_mutex lock+unlock", NULL},
+};
+
+static const measure_desc alloc_measures[] = {
+    {"small", "create and destroy a small object (16-byte body)", "ns/op", false, false,
+     SAMPLE_CALIBRATED, false},
+};
+
+static const subject_desc alloc_subjects[] = {
+    {"plain", "PyObject_New+Py_DECREF", NULL},
+    {"gc", "PyObject_GC_New+Track+Py_DECREF", NULL},
+    {"raw", "PyMem_RawMalloc+Free, same size", NULL},
+};
+
 static const workload_desc workloads[] = {
     {"mutex", mutex_measures, ARRAY_LEN(mutex_measures),
      mutex_subjects, ARRAY_LEN(mutex_subjects), "pthread"},
@@ -175,6 +220,14 @@ static const workload_desc workloads[] = {
      tss_subjects, ARRAY_LEN(tss_subjects), "pthread"},
     {"churn", churn_measures, ARRAY_LEN(churn_measures),
      churn_subjects, ARRAY_LEN(churn_subjects), "raw_alloc"},
+    {"refcount", refcount_measures, ARRAY_LEN(refcount_measures),
+     refcount_subjects, ARRAY_LEN(refcount_subjects), "atomic"},
+    {"refshared", refshared_measures, ARRAY_LEN(refshared_measures),
+     refshared_subjects, ARRAY_LEN(refshared_subjects), "atomic"},
+    {"critsec", critsec_measures, ARRAY_LEN(critsec_measures),
+     critsec_subjects, ARRAY_LEN(critsec_subjects), "pthread"},
+    {"alloc", alloc_measures, ARRAY_LEN(alloc_measures),
+     alloc_subjects, ARRAY_LEN(alloc_subjects), "raw"},
 };
 #define N_WORKLOADS ARRAY_LEN(workloads)
 
@@ -200,6 +253,12 @@ static const anchor anchors[] = {
     {"tstate", "create_destroy", "new_clear_delete", 1, 2499, 396},     /* g */
     {"tstate", "create_destroy", "new_attach_delete", 1, 2725, 475},
     {"tss", "set_get", "tss", 1, 8.59, 9.40},                           /* h */
+    {"critsec", "uncontended", "one", 1, 6.83, 0.41},                  /* c */
+    {"critsec", "uncontended", "two", 1, 12.0, 0.45},
+    {"refcount", "incdec", "owner", 1, 1.45, 6.71},                    /* d */
+    {"refcount", "incdec", "nonowner", 1, 5.35, 6.75},
+    /* 2 threads on one object: 33.1 ns per op in total (FT), 6.74 (GIL) */
+    {"refshared", "threads", "shared", 2, 3.02e7, 1.48e8},
 };
 
 /* The issues' targets, checked against this run's medians. */
@@ -238,6 +297,17 @@ static const target targets[] = {
      "New+Clear+Delete <= 700 ns", false},
     {"tss", "set_get", "tss", 1, true, 8.59,
      "PyThread_tss_set+get <= 8.59 ns (3.13t)", true},
+    /* the object core: at most CPython 3.13t's times, at least its throughput */
+    {"refcount", "incdec", "owner", 1, true, 1.45,
+     "INCREF+DECREF owner <= 1.45 ns (3.13t)", true},
+    {"refcount", "incdec", "nonowner", 1, true, 5.35,
+     "INCREF+DECREF non-owner <= 5.35 ns (3.13t)", true},
+    {"refshared", "threads", "shared", 2, false, 3.0e7,
+     "2 threads, one object >= 3.0e7 ops/s (3.13t)", true},
+    {"critsec", "uncontended", "one", 1, true, 6.83,
+     "critical section, one object <= 6.83 ns (3.13t)", true},
+    {"critsec", "uncontended", "two", 1, true, 12.0,
+     "critical section, two objects <= 12.0 ns (3.13t)", true},
 };
 
 /* =========================================================================
@@ -253,10 +323,11 @@ typedef struct run_mode {
     double wall_ms;
 } run_mode;
 
-/* Worker runs per round (threads 1,2,4,8): 13 per build, mutex 5, the
- * thread-state workloads 8.  The wall samples dominate: (3 locks + 3 churn
- * subjects) x 4 thread counts x 2 builds x samples x ms per round. */
-static const run_mode mode_full = {"full", 5, 7, 20, 3, 200};    /* ~3 min */
+/* Worker runs per round (threads 1,2,4,8): 20 per build, mutex 5, the
+ * thread-state workloads 8, the object core 7.  The wall samples dominate:
+ * (3 locks + 3 churn + 2 refcount subjects) x 4 thread counts x 2 builds x
+ * samples x ms per round. */
+static const run_mode mode_full = {"full", 5, 7, 20, 3, 200};    /* ~4 min */
 static const run_mode mode_quick = {"quick", 3, 5, 10, 3, 100};  /* ~1 min */
 static const run_mode mode_smoke = {"smoke", 1, 1, 1, 1, 5};     /* ~1 s */
 
@@ -293,7 +364,7 @@ usage(FILE *f)
     fprintf(f,
         "usage: ftrt-bench [--full | --quick | --smoke] [--rounds N]\n"
         "                  [--threads 1,2,4,8] [--workload LIST]\n"
-        "  --full        the default: 5 rounds, 200 ms multi-thread samples (~3 min)\n"
+        "  --full        the default: 5 rounds, 200 ms multi-thread samples (~4 min)\n"
         "  --quick       3 rounds, shorter samples (about a minute)\n"
         "  --smoke       tiny sizes and one round; checks that every measurement\n"
         "                produced a positive number (for CI; no timing asserted)\n"

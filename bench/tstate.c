@@ -76,120 +76,24 @@
 #include <string.h>
 
 #include "bench.h"
+#include "workload.h"
 
 /* About sizeof(ft_tstate) (core/, ~112 bytes): the raw_alloc baseline's
  * block.  Only the order of magnitude matters: one size class. */
 #define TSTATE_SIZE 128
-
-#define MAX_SUBJECTS 4
-
-static void
-fail(const char *what)
-{
-    fprintf(stderr, "tstate bench: %s\n", what);
-    fflush(stderr);
-    exit(1);
-}
-
-/* ---- the runtime ------------------------------------------------------------ */
 
 static PyInterpreterState *interp;
 
 static void
 runtime_up(void)
 {
-    Py_InitializeEx(0);
-    if (PyThreadState_GetUnchecked() == NULL) {
-        fail("Py_InitializeEx left no thread state attached");
-    }
-    interp = PyInterpreterState_Main();
-    if (interp == NULL) {
-        fail("no main interpreter after Py_InitializeEx");
-    }
+    interp = bench_runtime_up();
 }
-
-static int
-runtime_down(int rc)
-{
-    if (Py_FinalizeEx() != 0 && rc == 0) {
-        rc = 1;
-    }
-    return rc;
-}
-
-/* ---- result lines ------------------------------------------------------------ */
-
-typedef struct subject {
-    const char *name;
-    bench_timed_fn *fn;   /* calibrated measures */
-    void *ctx;
-} subject;
 
 static void
-print_line(FILE *out, const char *workload, const bench_params *p, const char *subject,
-           const char *unit, const double *samples)
+fail(const char *what)
 {
-    bench_result r = {
-        .workload = workload,
-        .measure = p->measure,
-        .subject = subject,
-        .threads = p->threads,
-        .unit = unit,
-        .samples = samples,
-        .n_samples = (size_t)p->samples,
-    };
-    bench_result_print(out, &r);
-}
-
-/* One line per subject, then each subject over the baseline, sample by
- * sample. */
-static void
-print_results(FILE *out, const char *workload, const bench_params *p, const char *unit,
-              const char *const *names, size_t n, size_t baseline,
-              double values[][BENCH_MAX_SAMPLES])
-{
-    for (size_t k = 0; k < n; k++) {
-        print_line(out, workload, p, names[k], unit, values[k]);
-    }
-    double ratio[BENCH_MAX_SAMPLES];
-    for (size_t k = 0; k < n; k++) {
-        if (k == baseline) {
-            continue;
-        }
-        for (int s = 0; s < p->samples; s++) {
-            ratio[s] = values[k][s] / values[baseline][s];
-        }
-        char name[64];
-        snprintf(name, sizeof name, "%s/%s", names[k], names[baseline]);
-        print_line(out, workload, p, name, "x", ratio);
-    }
-}
-
-/* Calibrate every subject, then take p->samples samples of each in
- * rotating order; ns per operation. */
-static int
-measure_calibrated(const bench_params *p, FILE *out, const char *workload,
-                   const subject *subs, size_t n, size_t baseline)
-{
-    uint64_t iters[MAX_SUBJECTS];
-    for (size_t k = 0; k < n; k++) {
-        iters[k] = bench_calibrate(subs[k].fn, subs[k].ctx, p->sample_ns);
-    }
-    double ns[MAX_SUBJECTS][BENCH_MAX_SAMPLES];
-    for (int s = 0; s < p->samples; s++) {
-        size_t order[MAX_SUBJECTS];
-        bench_rotation((size_t)s, n, order);
-        for (size_t i = 0; i < n; i++) {
-            size_t k = order[i];
-            ns[k][s] = (double)subs[k].fn(subs[k].ctx, iters[k]) / (double)iters[k];
-        }
-    }
-    const char *names[MAX_SUBJECTS];
-    for (size_t k = 0; k < n; k++) {
-        names[k] = subs[k].name;
-    }
-    print_results(out, workload, p, "ns/op", names, n, baseline, ns);
-    return 0;
+    bench_fail("tstate", what);
 }
 
 /* ---- running a timed loop on a thread of its own ------------------------------ */
@@ -269,12 +173,12 @@ bench_attach_run(const bench_params *p, FILE *out)
         return 2;
     }
     runtime_up();
-    const subject subs[] = {
+    const bench_subject subs[] = {
         {"allow_threads", timed_allow_threads, NULL},
         {"pthread", timed_pthread_mutex, NULL},
     };
-    int rc = measure_calibrated(p, out, "attach", subs, 2, 1);
-    return runtime_down(rc);
+    int rc = bench_measure_calibrated(p, out, "attach", subs, 2, 1);
+    return bench_runtime_down(rc);
 }
 
 /* ---- gilstate ------------------------------------------------------------------- */
@@ -405,14 +309,14 @@ bench_gilstate_run(const bench_params *p, FILE *out)
     }
     runtime_up();
     check_gilstate_paths();
-    const subject subs[] = {
+    const bench_subject subs[] = {
         {"nested", timed_gilstate_nested, NULL},
         {"detached", timed_gilstate_detached, NULL},
         {"fresh", timed_gilstate_fresh, NULL},
         {"pthread", timed_pthread_mutex, NULL},
     };
-    int rc = measure_calibrated(p, out, "gilstate", subs, 4, 3);
-    return runtime_down(rc);
+    int rc = bench_measure_calibrated(p, out, "gilstate", subs, 4, 3);
+    return bench_runtime_down(rc);
 }
 
 /* ---- tstate ----------------------------------------------------------------------- */
@@ -496,13 +400,13 @@ bench_tstate_run(const bench_params *p, FILE *out)
         return 2;
     }
     runtime_up();
-    const subject subs[] = {
+    const bench_subject subs[] = {
         {"new_clear_delete", timed_new_clear_delete, NULL},
         {"new_attach_delete", timed_new_attach_delete, NULL},
         {"raw_alloc", timed_raw_alloc, NULL},
     };
-    int rc = measure_calibrated(p, out, "tstate", subs, 3, 2);
-    return runtime_down(rc);
+    int rc = bench_measure_calibrated(p, out, "tstate", subs, 3, 2);
+    return bench_runtime_down(rc);
 }
 
 /* ---- tss -------------------------------------------------------------------------- */
@@ -553,11 +457,11 @@ bench_tss_run(const bench_params *p, FILE *out)
     if (PyThread_tss_set(&tss_key, &tss_key) != 0 || PyThread_tss_get(&tss_key) != &tss_key) {
         fail("PyThread_tss_get does not return what PyThread_tss_set stored");
     }
-    const subject subs[] = {
+    const bench_subject subs[] = {
         {"tss", timed_tss, NULL},
         {"pthread", timed_pthread_specific, NULL},
     };
-    int rc = measure_calibrated(p, out, "tss", subs, 2, 1);
+    int rc = bench_measure_calibrated(p, out, "tss", subs, 2, 1);
     PyThread_tss_delete(&tss_key);
     pthread_key_delete(pthread_key);
     return rc;
@@ -722,6 +626,6 @@ bench_churn_run(const bench_params *p, FILE *out)
             ops[k][s] = churn_sample((churn_kind)k, p->threads, p->sample_ns);
         }
     }
-    print_results(out, "churn", p, "ops/s", churn_names, N_CHURN, CHURN_RAW_ALLOC, ops);
-    return runtime_down(0);
+    bench_print_results(out, "churn", p, "ops/s", churn_names, N_CHURN, CHURN_RAW_ALLOC, ops);
+    return bench_runtime_down(0);
 }

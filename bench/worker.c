@@ -38,6 +38,10 @@ static const struct {
     {"tstate", bench_tstate_run},
     {"tss", bench_tss_run},
     {"churn", bench_churn_run},
+    {"refcount", bench_refcount_run},
+    {"refshared", bench_refshared_run},
+    {"critsec", bench_critsec_run},
+    {"alloc", bench_alloc_run},
 };
 
 static void

@@ -51,11 +51,13 @@ PyOS_BeforeFork(void)
     }
     ft_thread_slots_before_fork();
     ft_rcu_before_fork();
+    ft_gc_heaps_before_fork();   /* after liburcu: its worker may need the lock */
 }
 
 void
 PyOS_AfterFork_Parent(void)
 {
+    ft_gc_heaps_after_fork_parent();
     ft_rcu_after_fork_parent();
     ft_thread_slots_after_fork_parent();
     if (fork_state.was_online) {
@@ -84,6 +86,7 @@ PyOS_AfterFork_Child(void)
     ft_parking_lot_after_fork();
     ft_mutex_after_fork(&ft_rt.interp_lock);
     ft_mutex_after_fork(&ft_rt.pending_lock);
+    ft_gc_heaps_after_fork_child();
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     PyThread_ReInitTLS();   /* deprecated for users, still the TSS reset */

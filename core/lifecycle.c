@@ -22,8 +22,9 @@
  *      thread that hangs on it, or a later PyThreadState_Delete; a state that
  *      nobody holds stays allocated, as CPython documents ("leaks").
  *   5. Our own state is cleared, detached and deleted; initialized = 0;
- *      pending frees are flushed (rcu_barrier), so a cycle leaves no memory
- *      behind; then the Py_AtExit callbacks, last registered first.
+ *      pending frees are flushed (rcu_barrier) and the heap types freed
+ *      (core/typeobject.c), so a cycle leaves no memory behind; then the
+ *      Py_AtExit callbacks, last registered first.
  *   Attached threads answer the stop at their next safe point, so a thread
  *   looping in C without one delays finalization, exactly as it delays a
  *   stop-the-world (docs/threads.md).
@@ -35,6 +36,7 @@
 #include "ft_alloc.h"
 #include "ft_parking_lot.h"
 #include "ft_pystate.h"
+#include "ft_types.h"
 
 ft_runtime ft_rt;
 static PyInterpreterState main_interp;
@@ -114,6 +116,7 @@ initialize(const PyConfig *config)
     }
     interp->initial = ts;
     ft_tstate_attach(ts, "Py_Initialize");
+    ft_types_init();   /* static types readied (the first cycle does the work) */
     ft_mutex_lock_flags(&ft_rt.pending_lock, FT_LOCK_DONT_DETACH);
     ft_rt.pending_first = 0;
     __atomic_store_n(&ft_rt.pending_n, 0, __ATOMIC_RELAXED);
@@ -298,6 +301,7 @@ Py_FinalizeEx(void)
     atomic_store_explicit(&ft_rt.finalizing, NULL, memory_order_release);
 
     ft_rcu_barrier();   /* every deferred free has run: cycles leave nothing */
+    ft_types_fini(interp);   /* heap types last: nothing can reach them now */
 
     /* Py_AtExit callbacks: the runtime is gone, no API may be used. */
     for (;;) {

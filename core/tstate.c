@@ -151,6 +151,9 @@ ft_thread_slots_after_fork_child(void)
     /* BeforeFork locked it on this very thread: a default mutex unlocks
      * fine in the child (and TSan sees a matching unlock). */
     pthread_mutex_unlock(&slots_lock);
+    if (ft_free_threaded) {
+        ft_brc_after_fork_child();   /* before dead threads' slots are released */
+    }
     ft_thread_slot *next;
     for (ft_thread_slot *slot = slots.next; slot != &slots; slot = next) {
         next = slot->next;
@@ -165,6 +168,9 @@ static void
 thread_exit(void *value)
 {
     (void)value;
+    if (ft_free_threaded) {
+        ft_brc_thread_exit();   /* drains the merge queue, attached, then closes it */
+    }
     ft_tstate *ts = ft_tls_current;
     if (ts) {
         ft_tstate_detach(ts);
@@ -245,14 +251,16 @@ bind_to_thread(ft_tstate *ts)
     ft_thread_slot *slot = atomic_load_explicit(&ts->slot, memory_order_relaxed);
     if (!slot) {
         slot = ft_thread_slot_get();
-        if (!slot) {
-            return;
+        if (slot) {
+            atomic_fetch_add_explicit(&slot->refs, 1, memory_order_relaxed);
+            atomic_store_explicit(&ts->slot, slot, memory_order_relaxed);
         }
-        atomic_fetch_add_explicit(&slot->refs, 1, memory_order_relaxed);
-        atomic_store_explicit(&ts->slot, slot, memory_order_relaxed);
     }
-    if (slot == tls_slot) {
+    if (slot && slot == tls_slot) {
         atomic_store_explicit(&slot->last, ts, memory_order_relaxed);
+    }
+    if (ft_free_threaded) {
+        ft_brc_attach(ts);   /* after `last` is ts (core/brc.c) */
     }
 }
 
@@ -363,6 +371,8 @@ stw_notify(PyInterpreterState *interp)
     ft_parking_lot_unpark_all(&interp->stw.wake);
 }
 
+static bool must_hang(PyInterpreterState *interp, ft_tstate *ts);
+
 void
 ft_stop_the_world(PyInterpreterState *interp)
 {
@@ -371,8 +381,28 @@ ft_stop_the_world(PyInterpreterState *interp)
     }
     ft_stw *stw = &interp->stw;
     ft_tstate *me = ft_tls_current;
-    /* Detaches while it waits: the other requester may be stopping us. */
-    PyMutex_Lock(&stw->mutex);
+    if (!ft_mutex_lock_fast(&stw->mutex)) {
+        /* Another requester is at work and may be stopping us: wait detached
+         * (which suspends our critical sections).  gh-158195: say we are the
+         * requester before re-attaching, so that the attach leaves our
+         * sections suspended; one of their locks may be held by a thread that
+         * is queued behind us on this mutex.  ft_start_the_world resumes
+         * them once the mutex is released. */
+        if (me != NULL) {
+            ft_tstate_detach(me);
+        }
+        ft_mutex_lock_flags(&stw->mutex, FT_LOCK_DETACH);
+        if (me != NULL) {
+            if (must_hang(interp, me)) {
+                /* Finalizing: the attach below hangs; do not take the
+                 * finalizer's own stop down with us. */
+                PyMutex_Unlock(&stw->mutex);
+                ft_tstate_attach(me, "ft_stop_the_world");
+            }
+            atomic_store_explicit(&stw->requester, me, memory_order_seq_cst);
+            ft_tstate_attach(me, "ft_stop_the_world");
+        }
+    }
     uint64_t seq = atomic_fetch_add_explicit(&stw->seq, 1, memory_order_seq_cst) + 1;
     atomic_store_explicit(&stw->requester, me, memory_order_seq_cst);
     stw->stops++;
@@ -461,6 +491,14 @@ ft_start_the_world(PyInterpreterState *interp)
     }
     atomic_store_explicit(&stw->requester, NULL, memory_order_release);
     PyMutex_Unlock(&stw->mutex);
+    /* Sections suspended while we were the requester (waiting for the stop
+     * mutex in ft_stop_the_world, or detaching during the stop) were left
+     * suspended (core/critical_section.c): re-lock the innermost now that
+     * other threads run again (may wait, detached). */
+    ft_tstate *me = ft_tls_current;
+    if (me != NULL && me->critical_section != 0) {
+        ft_critical_section_resume(me);
+    }
 }
 
 /* ---- attach / detach ---------------------------------------------------------- */
@@ -538,6 +576,9 @@ attach_slow(ft_tstate *ts, const char *func)
             }
             ft_tls_current = ts;
             bind_to_thread(ts);
+            if (ft_free_threaded && ts->critical_section != 0) {
+                ft_critical_section_resume(ts);
+            }
             errno = saved_errno;
             return;
         case FT_TS_ATTACHED:
@@ -586,6 +627,9 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
                 atomic_load_explicit(&interp->stw.requester, memory_order_relaxed) == ts) {
                 ft_tls_current = ts;
                 bind_to_thread(ts);
+                if (ts->critical_section != 0) {
+                    ft_critical_section_resume(ts);
+                }
                 return;
             }
             /* A stop is requested: step aside, then wait in the slow path. */
@@ -606,6 +650,9 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
 void
 ft_tstate_detach(ft_tstate *ts)
 {
+    if (ft_free_threaded && ts->critical_section != 0) {
+        ft_critical_section_suspend_all(ts);
+    }
     ft_rcu_offline_store();
     ft_tls_current = NULL;
     atomic_store_explicit(&ts->state, FT_TS_DETACHED, memory_order_release);
@@ -631,6 +678,15 @@ ft_safe_point_slow(ft_tstate *ts)
     if (!(bits & FT_BREAK_REQUESTS)) {
         return;
     }
+    if (ft_free_threaded && (bits & FT_BREAK_MERGE)) {
+        atomic_fetch_and_explicit(&ts->breaker, ~(uint32_t)FT_BREAK_MERGE,
+                                  memory_order_acq_rel);
+        ft_brc_merge_queued(ts);   /* may run destructors */
+        bits = atomic_load_explicit(&ts->breaker, memory_order_acquire);
+        if (!(bits & FT_BREAK_REQUESTS)) {
+            return;
+        }
+    }
     if (ft_free_threaded) {
         atomic_fetch_and_explicit(&ts->breaker, ~(uint32_t)FT_BREAK_PLEASE_STOP,
                                   memory_order_relaxed);
@@ -638,6 +694,9 @@ ft_safe_point_slow(ft_tstate *ts)
         uint64_t seq = atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst);
         if (!(seq & 1)) {
             return;   /* the stop already ended (it cleared our bit too) */
+        }
+        if (ts->critical_section != 0) {
+            ft_critical_section_suspend_all(ts);
         }
         ft_rcu_offline();
         ft_tls_current = NULL;
@@ -674,6 +733,7 @@ tstate_free_cb(ft_rcu_head *head)
 {
     FT_RCU_CALLBACK_BEGIN();
     ft_tstate *ts = caa_container_of(head, ft_tstate, rcu);
+    ft_gc_heap_release(ts);   /* states freed without a clear (fork child) */
     ft_raw_free(ts, sizeof *ts);
 }
 
@@ -739,6 +799,8 @@ ft_tstate_clear(ft_tstate *ts)
 {
     ts->cleared = true;
     ts->ensure_counter = 0;
+    ft_errors_clear_tstate(ts);
+    ft_gc_heap_release(ts);   /* last: the lines above may free GC objects */
 }
 
 void

@@ -16,9 +16,13 @@
 #include <stdint.h>
 
 #include "pyport.h"
-#include "pyerrors.h"
 #include "pymem.h"
 #include "lock.h"
+#include "object.h"
+#include "objimpl.h"
+#include "pyerrors.h"
+#include "boolobject.h"
+#include "critical_section.h"
 #include "pythread.h"
 #include "pystate.h"
 #include "ceval.h"

@@ -1,8 +1,8 @@
 /* The raw heap: PyMem_Raw* and the sized internal allocator.
  *
  * Backend, chosen at build time (meson option 'allocator'):
- *   jemalloc  mallocx / rallocx / sdallocx.  Sized free skips jemalloc's
- *             size look-up; internal callers that know the size use it.
+ *   jemalloc  jemalloc's malloc / calloc / realloc / free (see below why
+ *             not mallocx & co., which remain the fallback).
  *   system    malloc / realloc / free, so ASan, TSan and valgrind see every
  *             block (they cannot see mallocx memory).
  * This file is the only place that knows which one is linked.
@@ -18,13 +18,68 @@
 #include <string.h>
 
 #ifdef FT_USE_JEMALLOC
+#include <dlfcn.h>
 #include <jemalloc/jemalloc.h>
 #define FT_BACKEND_NAME "jemalloc"
-#define backend_malloc(n)        mallocx((n), 0)
-#define backend_calloc(n)        mallocx((n), MALLOCX_ZERO)
-#define backend_realloc(p, n)    rallocx((p), (n), 0)
-#define backend_free(p)          dallocx((p), 0)
-#define backend_sized_free(p, n) sdallocx((p), (n), 0)
+
+/* jemalloc's own malloc/calloc/realloc/free.  Its *allocx API has no fast
+ * path in jemalloc 5.3 (mallocx + sdallocx of 48 bytes: 6.8 ns on the
+ * benchmark machine; malloc + free: 2.95 ns), but the plain names cannot be
+ * called directly: in a process that does not link jemalloc itself, they
+ * resolve to the C library's (libc comes before libftrt's dependencies in
+ * the global search order).  So they are looked up in jemalloc's own object
+ * (found through mallocx, which only jemalloc defines) when the library is
+ * loaded; until then, and if the look-up fails, the *allocx calls serve.
+ * Memory from either path belongs to the same jemalloc. */
+static struct {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+} je;
+
+__attribute__((constructor)) static void
+find_jemalloc(void)
+{
+    /* POSIX: function and object pointers convert (dladdr, dlsym); ISO C
+     * does not say so, hence memcpy */
+    void *(*mallocx_fn)(size_t, int) = mallocx;
+    void *addr;
+    memcpy(&addr, &mallocx_fn, sizeof addr);
+    Dl_info info;
+    if (!dladdr(addr, &info) || info.dli_fname == NULL) {
+        return;
+    }
+    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+    if (h == NULL) {
+        return;
+    }
+    void *m = dlsym(h, "malloc"), *c = dlsym(h, "calloc");
+    void *r = dlsym(h, "realloc"), *f = dlsym(h, "free");
+    if (m && c && r && f) {
+        void *(*malloc_fn)(size_t);
+        memcpy(&malloc_fn, &m, sizeof m);
+        memcpy(&je.calloc, &c, sizeof c);
+        memcpy(&je.realloc, &r, sizeof r);
+        memcpy(&je.free, &f, sizeof f);
+        __atomic_store_n(&je.malloc, malloc_fn, __ATOMIC_RELEASE);   /* last: publishes */
+    }
+    dlclose(h);   /* drops only the reference NOLOAD took */
+}
+
+static inline bool
+je_found(void)
+{
+    return ft_likely(__atomic_load_n(&je.malloc, __ATOMIC_ACQUIRE) != NULL);
+}
+
+#define backend_malloc(n)        (je_found() ? je.malloc(n) : mallocx((n), 0))
+#define backend_calloc(n)        (je_found() ? je.calloc(1, (n)) : mallocx((n), MALLOCX_ZERO))
+#define backend_realloc(p, n)    (je_found() ? je.realloc((p), (n)) : rallocx((p), (n), 0))
+#define backend_free(p)          (je_found() ? je.free(p) : dallocx((p), 0))
+/* free beats sdallocx here (2.95 vs 4.6 ns a pair): its size look-up is
+ * cheaper than sdallocx's slower entry */
+#define backend_sized_free(p, n) (je_found() ? je.free(p) : sdallocx((p), (n), 0))
 #else
 #define FT_BACKEND_NAME "system"
 #define backend_malloc(n)        malloc(n)

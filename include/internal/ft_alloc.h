@@ -1,8 +1,10 @@
-/* The raw heap (sync/pymem_raw.c): jemalloc's sized API, or the C library's
- * allocator in sanitizer and valgrind builds (meson option 'allocator').
- *
- * Internal callers that know the size free with it (sdallocx skips a size
- * look-up); PyMem_Raw* sit on top for callers that do not.
+/* Memory:
+ *   - the raw heap (sync/pymem_raw.c): jemalloc's sized API, or the C
+ *     library's allocator in sanitizer and valgrind builds (meson option
+ *     'allocator').  Internal callers that know the size free with it
+ *     (sdallocx skips a size look-up); PyMem_Raw* sit on top for callers
+ *     that do not.
+ *   - the GC object heaps (core/obmalloc.c), at the end of this file.
  */
 #ifndef FT_ALLOC_H
 #define FT_ALLOC_H
@@ -20,5 +22,107 @@ FT_INTERNAL const char *ft_allocator_name(void);
 /* Test-only failure injection: make the nth next allocation (1 = the next)
  * fail, 0 = off.  Counts calls to every ft_raw_* and PyMem_Raw* allocator. */
 FT_INTERNAL void ft_alloc_fail_after(long nth);
+
+/* ---- GC object heaps (core/obmalloc.c) --------------------------------------
+ *
+ * Every GC object (a type with Py_TPFLAGS_HAVE_GC) is allocated with a
+ * 16-byte pre-header naming the heap that lists it and its position there;
+ * core/obmalloc.c explains the protocol.  The collector (gc/) finds objects
+ * through ft_gc_heaps_visit, never by walking jemalloc. */
+
+struct ft_tstate;
+typedef struct ft_gc_heap ft_gc_heap;
+
+typedef struct ft_gc_prehdr {
+    ft_gc_heap *heap;   /* the heap listing the object; in a remote-free stack, the link */
+    uint32_t index;     /* its position in heap->objs */
+    uint32_t bits;      /* FT_PRE_* below */
+} ft_gc_prehdr;
+
+/* ft_gc_prehdr.bits */
+#define FT_PRE_GC_BITS 0xffu      /* GIL build: the FT_GC_* bits (free-threaded: ob_gc_bits) */
+#define FT_PRE_DEFER (1u << 8)    /* dead, in a remote-free stack: free after a grace period */
+
+static inline ft_gc_prehdr *
+ft_gc_prehdr_of(PyObject *op)
+{
+    return (ft_gc_prehdr *)op - 1;
+}
+
+/* The FT_GC_* bits (ft_object.h) of a GC object, read and changed with
+ * relaxed loads and stores by whoever may change the object (its lock or
+ * the world stopped).  The two headers differ here: the free-threaded one
+ * has CPython's ob_gc_bits (non-GC objects use it too: SHARED, DEFERRED),
+ * the GIL one has none, so the pre-header carries them. */
+static inline uint32_t
+ft_gc_bits(PyObject *op)
+{
+#ifdef Py_GIL_DISABLED
+    return __atomic_load_n(&op->ob_gc_bits, __ATOMIC_RELAXED);
+#else
+    return __atomic_load_n(&ft_gc_prehdr_of(op)->bits, __ATOMIC_RELAXED) & FT_PRE_GC_BITS;
+#endif
+}
+
+static inline void
+ft_gc_bits_set(PyObject *op, uint32_t bits)
+{
+#ifdef Py_GIL_DISABLED
+    __atomic_store_n(&op->ob_gc_bits, (uint8_t)(ft_gc_bits(op) | bits), __ATOMIC_RELAXED);
+#else
+    uint32_t *w = &ft_gc_prehdr_of(op)->bits;
+    __atomic_store_n(w, __atomic_load_n(w, __ATOMIC_RELAXED) | (bits & FT_PRE_GC_BITS),
+                     __ATOMIC_RELAXED);
+#endif
+}
+
+static inline void
+ft_gc_bits_clear(PyObject *op, uint32_t bits)
+{
+#ifdef Py_GIL_DISABLED
+    __atomic_store_n(&op->ob_gc_bits, (uint8_t)(ft_gc_bits(op) & ~bits), __ATOMIC_RELAXED);
+#else
+    uint32_t *w = &ft_gc_prehdr_of(op)->bits;
+    __atomic_store_n(w, __atomic_load_n(w, __ATOMIC_RELAXED) & ~(bits & FT_PRE_GC_BITS),
+                     __ATOMIC_RELAXED);
+#endif
+}
+
+/* Call fn(op, arg) for every allocated GC object of interp (tracked or not),
+ * stopping at the first non-zero result, which it returns.  WORLD STOPPED
+ * ONLY: the caller stopped interp's world (free-threaded) or holds the GIL;
+ * fatal otherwise.  fn must not allocate or free GC objects (the heap lock
+ * is held): collect into a side stack instead. */
+typedef int (*ft_gc_visit_fn)(PyObject *op, void *arg);
+FT_INTERNAL int ft_gc_heaps_visit(PyInterpreterState *interp, ft_gc_visit_fn fn, void *arg);
+
+/* The heap listing op (a live GC object). */
+FT_INTERNAL ft_gc_heap *ft_gc_heap_of(PyObject *op);
+
+/* Give up ts's heap (PyThreadState_Clear, and the state's final free):
+ * drain it and orphan it, or free it if it is empty.  ts is not attached to
+ * another thread. */
+FT_INTERNAL void ft_gc_heap_release(struct ft_tstate *ts);
+
+/* Counts for tests and the collector's statistics (takes the heap lock). */
+typedef struct ft_gc_heap_stats {
+    size_t live_heaps;      /* owned by a thread state */
+    size_t orphan_heaps;
+    size_t objects;         /* listed in any heap, remote frees not yet drained included */
+} ft_gc_heap_stats;
+FT_INTERNAL void ft_gc_heaps_stats(PyInterpreterState *interp, ft_gc_heap_stats *out);
+
+/* Type-stable frees (free-threaded build): objects other threads may still
+ * read lock-free are freed after an RCU grace period, in batches.
+ * ft_gc_defer_flush hands ts's partial batch to RCU now; the counter is the
+ * number of objects handed to RCU and not yet freed. */
+FT_INTERNAL void ft_gc_defer_flush(struct ft_tstate *ts);
+FT_INTERNAL int64_t ft_gc_deferred_outstanding(void);
+
+/* fork(): the heap lock of the main interpreter is held across fork()
+ * (taken after liburcu is quiesced: its worker thread may need it). */
+FT_INTERNAL void ft_gc_heaps_before_fork(void);
+FT_INTERNAL void ft_gc_heaps_after_fork_parent(void);
+FT_INTERNAL void ft_gc_heaps_after_fork_child(void);
 
 #endif /* FT_ALLOC_H */

@@ -18,6 +18,7 @@
 
 #include "ft_core.h"
 #include "ft_lock.h"
+#include "ft_raw_mutex.h"
 #include "ft_rcu.h"
 
 /* ---- thread-state word --------------------------------------------------- */
@@ -40,6 +41,7 @@ enum {
     FT_BREAK_GIL_DROP = 1u << 0,      /* GIL build: another thread waits for the GIL */
     FT_BREAK_PLEASE_STOP = 1u << 1,   /* a stop-the-world is waiting for this thread */
     FT_BREAK_CALLS = 1u << 2,         /* pending calls to run (main thread) */
+    FT_BREAK_MERGE = 1u << 3,         /* objects queued for a refcount merge (core/brc.c) */
 };
 
 /* Who created a thread state (decides who deletes it). */
@@ -72,6 +74,10 @@ typedef struct ft_tstate {
     bool cleared;
     bool registered;                 /* in interp->threads */
     int _Atomic refs;                /* 1 = the owner; 0 -> freed after a grace period */
+    /* Object core (owner thread only): */
+    uintptr_t critical_section;      /* top section, tagged (core/critical_section.c) */
+    PyObject *current_exception;     /* the error indicator (core/errors.c) */
+    struct ft_gc_heap *gc_heap;      /* its GC objects (core/obmalloc.c); NULL until the first */
     struct cds_lfht_node node;       /* interp->threads, keyed by id */
     ft_rcu_head rcu;
 } ft_tstate;
@@ -113,6 +119,13 @@ struct _is {
     PyMutex atexit_lock;
     int atexit_n;
     struct { void (*func)(void *); void *data; } atexit[FT_ATEXIT_MAX];
+    /* core/typeobject.c: every heap type, pushed by CAS, freed at finalization */
+    struct ft_heaptype *_Atomic heap_types;
+    /* core/obmalloc.c: every GC object heap of the interpreter, live (owned
+     * by a thread state) and orphaned; zero-initialised, kept across
+     * Py_Initialize cycles. */
+    ft_raw_mutex gc_heaps_lock;
+    struct ft_gc_heap *gc_live, *gc_orphans;
 };
 
 #define FT_FINALIZED ((ft_tstate *)(uintptr_t)1)
@@ -208,7 +221,7 @@ FT_INTERNAL void _Py_NO_RETURN ft_hang_thread(ft_tstate *ts);
 /* Safe points: where an attached thread answers stop and GIL-drop requests
  * (pending calls run only at the explicit ones, PyErr_CheckSignals and
  * Py_MakePendingCalls, which can report their failure). */
-#define FT_BREAK_REQUESTS (FT_BREAK_PLEASE_STOP | FT_BREAK_GIL_DROP)
+#define FT_BREAK_REQUESTS (FT_BREAK_PLEASE_STOP | FT_BREAK_GIL_DROP | FT_BREAK_MERGE)
 FT_INTERNAL void ft_safe_point_slow(ft_tstate *ts);
 static inline void
 ft_safe_point(ft_tstate *ts)
@@ -232,6 +245,59 @@ FT_INTERNAL void ft_start_the_world(PyInterpreterState *interp);
 
 /* Hooks for sync/ (parking-lot detach, GIL probe) and the thread-exit key. */
 FT_INTERNAL void ft_tstate_runtime_init(void);
+
+/* ---- the object core's hooks into attach/detach ------------------------- */
+
+/* core/critical_section.c (free-threaded build): detach suspends every
+ * section of the thread (unlocks them); attach re-locks the top one, except
+ * while ts is its interpreter's stop-the-world requester (then
+ * ft_start_the_world does it).  Both are called only when
+ * ts->critical_section != 0. */
+FT_INTERNAL void ft_critical_section_suspend_all(ft_tstate *ts);
+FT_INTERNAL void ft_critical_section_resume(ft_tstate *ts);
+
+/* core/brc.c: run the calling thread's queued refcount merges (the
+ * FT_BREAK_MERGE safe-point request; ts is attached). */
+FT_INTERNAL void ft_brc_merge_queued(ft_tstate *ts);
+
+/* core/brc.c: each OS thread's merge-queue record, in its own TLS (no
+ * allocation, so a thread can always be found by its owner id).  The
+ * protocol is at the top of core/brc.c. */
+typedef struct ft_brc_chunk ft_brc_chunk;
+typedef struct ft_brc_thread {
+    uintptr_t tid;                   /* the thread's _Py_ThreadId(); 0: not in the table */
+    struct ft_brc_thread *next;      /* bucket chain (bucket lock) */
+    ft_brc_chunk *queue;             /* objects to merge (bucket lock) */
+    ft_thread_slot *slot;            /* whose `last` state is notified (bucket lock) */
+    uint32_t _Atomic pending;        /* queue not empty (written under the bucket lock) */
+    uint64_t seen_id;                /* owner only: id of the state last attached here */
+} ft_brc_thread;
+FT_INTERNAL extern _Thread_local ft_brc_thread ft_brc_self
+    __attribute__((tls_model("initial-exec")));
+FT_INTERNAL void ft_brc_attach_slow(ft_tstate *ts);
+/* Thread exit: drain the queue completely, then leave the table. */
+FT_INTERNAL void ft_brc_thread_exit(void);
+/* Fork child: reset the bucket locks; queues of threads that did not
+ * survive go to the forking thread. */
+FT_INTERNAL void ft_brc_after_fork_child(void);
+
+/* Attach (free-threaded build), once the thread's slot `last` is ts: link
+ * the thread's record on first use, and ask ts to merge at its next safe
+ * point if objects are already waiting (queued while the thread was
+ * detached or attached to another state). */
+static inline void
+ft_brc_attach(ft_tstate *ts)
+{
+    if (ft_unlikely(ft_brc_self.seen_id != ts->id)) {
+        ft_brc_attach_slow(ts);
+    }
+    if (ft_unlikely(atomic_load_explicit(&ft_brc_self.pending, memory_order_relaxed))) {
+        atomic_fetch_or_explicit(&ts->breaker, FT_BREAK_MERGE, memory_order_relaxed);
+    }
+}
+
+/* core/errors.c: drop ts's error indicator (PyThreadState_Clear). */
+FT_INTERNAL void ft_errors_clear_tstate(ft_tstate *ts);
 
 /* ---- core/lifecycle.c ---------------------------------------------------- */
 
