@@ -225,10 +225,13 @@ PyInterpreterGuard_FromCurrent(void)
     ft_tstate *ts = require_attached("PyInterpreterGuard_FromCurrent");
     PyInterpreterGuard *g = ft_raw_alloc(sizeof *g);
     if (!g) {
+        PyErr_NoMemory();
         return NULL;
     }
     if (!ft_interp_guard_acquire(ts->base.interp)) {
         ft_raw_free(g, sizeof *g);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "PyInterpreterGuard_FromCurrent: the interpreter is finalizing");
         return NULL;
     }
     g->interp = ts->base.interp;
@@ -279,7 +282,11 @@ PyInterpreterView *
 PyInterpreterView_FromCurrent(void)
 {
     ft_tstate *ts = require_attached("PyInterpreterView_FromCurrent");
-    return view_new(ts->base.interp->serial);
+    PyInterpreterView *view = view_new(ts->base.interp->serial);
+    if (!view) {
+        PyErr_NoMemory();
+    }
+    return view;
 }
 
 PyInterpreterView *

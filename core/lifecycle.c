@@ -288,6 +288,9 @@ Py_FinalizeEx(void)
     __atomic_store_n(&ft_rt.pending_n, 0, __ATOMIC_RELAXED);
     PyMutex_Unlock(&ft_rt.pending_lock);
 
+    if (ft_free_threaded) {
+        ft_brc_merge_queued(me);   /* objects others dropped to us: destroyed while types live */
+    }
     ft_tstate_clear(me);
     ft_tstate_detach(me);
     ft_mutex_lock_flags(&ft_rt.interp_lock, FT_LOCK_DONT_DETACH);
@@ -486,7 +489,10 @@ int64_t
 PyInterpreterState_GetID(PyInterpreterState *interp)
 {
     if (!interp) {
-        return -1;   /* CPython also sets RuntimeError: exceptions arrive with objects */
+        if (ft_current()) {   /* the error indicator needs an attached state */
+            PyErr_SetString(PyExc_RuntimeError, "PyInterpreterState_GetID: no interpreter provided");
+        }
+        return -1;
     }
     return interp->id;
 }

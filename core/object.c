@@ -133,6 +133,13 @@ int
 PyRefTracer_SetTracer(PyRefTracer tracer, void *data)
 {
     ft_raw_mutex_lock(&set_lock);
+    /* The tracer being replaced hears it first (3.14's TRACKER_REMOVED),
+     * once, with its own data; it must not set a tracer itself. */
+    PyRefTracer old = atomic_load_explicit(&ft_reftracer_state.fn, memory_order_relaxed);
+    if (old != NULL) {
+        (void)old(NULL, PyRefTracer_TRACKER_REMOVED,
+                  atomic_load_explicit(&ft_reftracer_state.data, memory_order_relaxed));
+    }
     uint32_t s = atomic_load_explicit(&ft_reftracer_state.seq, memory_order_relaxed);
     atomic_store_explicit(&ft_reftracer_state.seq, s + 1, memory_order_relaxed);
     /* seq odd before either field changes. */

@@ -893,6 +893,10 @@ PyThreadState_Clear(PyThreadState *tstate)
     if (FT_TS_KIND(w) == FT_TS_ATTACHED && ts != ft_tls_current) {
         fatal("PyThreadState_Clear", "the thread state is attached to another thread");
     }
+    if (ft_free_threaded && ts->critical_section != 0) {
+        /* the sections live in frames of the state's thread: end them first */
+        fatal("PyThreadState_Clear", "the thread state has critical sections open");
+    }
     ft_tstate_clear(ts);
 }
 

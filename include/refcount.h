@@ -239,6 +239,7 @@ Py_XNewRef(PyObject *obj)
 typedef enum {
     PyRefTracer_CREATE = 0,
     PyRefTracer_DESTROY = 1,
+    PyRefTracer_TRACKER_REMOVED = 2,   /* 3.14: the tracer is being replaced (object NULL) */
 } PyRefTracerEvent;
 typedef int (*PyRefTracer)(PyObject *, PyRefTracerEvent event, void *);
 PyAPI_FUNC(int) PyRefTracer_SetTracer(PyRefTracer tracer, void *data);

@@ -256,6 +256,25 @@ Test(brc, c35_owner_detached_then_attaching_another_state, .init = setup, .fini 
     PyThreadState_Delete(b);
 }
 
+/* Py_FinalizeEx merges the finalizing thread's own queue before its state
+ * goes: an object whose last reference was queued to it is destroyed, not
+ * leaked. */
+Test(brc, finalize_merges_the_finalizing_threads_queue, .init = setup)
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("the GIL build has no merge queues");
+    }
+    PyObject *op = tobj_new();
+    Py_INCREF(op);
+    Py_DECREF(op);                 /* local 1: the reference we hand off */
+    run_on_thread(do_decref, op);  /* queued to us; no safe point since */
+    cr_assert_eq(shared_of(op), _Py_REF_QUEUED);
+    cr_assert_eq(atomic_load(&destroyed_total), 0);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+    cr_assert_eq(atomic_load(&destroyed_total), 1, "destroyed by finalization's merge");
+    cr_assert_eq(atomic_load(&destroyed_by[0]), _Py_ThreadId());
+}
+
 /* The owner merged between a non-owner's QUEUED CAS and its look at ob_tid:
  * the enqueuer finds tid 0 and drops its reference the ordinary way.  The
  * window cannot be hit on purpose, so the enqueuer is called directly on an
@@ -683,8 +702,8 @@ static int
 st_tracer(PyObject *op, PyRefTracerEvent ev, void *data)
 {
     (void)data;
-    if (Py_TYPE(op) != &tobj_type) {
-        return 0;
+    if (ev == PyRefTracer_TRACKER_REMOVED || Py_TYPE(op) != &tobj_type) {
+        return 0;   /* TRACKER_REMOVED: teardown unsets the tracer (op is NULL) */
     }
     if (ev == PyRefTracer_CREATE) {
         atomic_fetch_add(&st_traced_creates, 1);

@@ -1210,6 +1210,15 @@ unlocked_behind_its_back(void)
     PyCriticalSection_End(&c);
 }
 
+static void
+clear_with_section_open(void)
+{
+    Py_InitializeEx(0);
+    PyCriticalSection c;
+    PyCriticalSection_Begin(&c, OA);
+    PyThreadState_Clear(PyThreadState_Get());
+}
+
 Test(critical_section, misuse_is_fatal_naming_the_function, .timeout = FT_TIMEOUT(60))
 {
     if (!ft_free_threaded) {
@@ -1241,6 +1250,9 @@ Test(critical_section, misuse_is_fatal_naming_the_function, .timeout = FT_TIMEOU
                  "Fatal Python error: PyCriticalSection2_Begin: no thread state is attached");
     expect_fatal(unlocked_behind_its_back,
                  "Fatal Python error: PyCriticalSection_End: the section's mutex is not locked");
+    expect_fatal(clear_with_section_open,
+                 "Fatal Python error: PyThreadState_Clear: the thread state has critical "
+                 "sections open");
 }
 
 /* ---- the GIL build: everything is a no-op ------------------------------------------------------ */

@@ -1180,6 +1180,15 @@ Test(pep788, guard_delays_finalization, .timeout = FT_TIMEOUT(20))
     cr_assert_not_null(tok);
     cr_assert_not_null(PyThreadState_GetUnchecked());
     cr_assert_eq(PyGILState_Check(), 1);
+    /* attached, but finalization has begun: FromCurrent fails with an
+     * exception (a view is still fine: it guards nothing) */
+    cr_assert_null(PyErr_Occurred());
+    cr_assert_null(PyInterpreterGuard_FromCurrent());
+    cr_assert(PyErr_ExceptionMatches(PyExc_RuntimeError), "FromCurrent failed without RuntimeError");
+    PyErr_Clear();
+    PyInterpreterView *v = PyInterpreterView_FromCurrent();
+    cr_assert_not_null(v);
+    PyInterpreterView_Close(v);
     PyThreadState_Release(tok);
     cr_assert_null(PyThreadState_GetUnchecked());
     cr_assert_eq(atomic_load(&gd.fin_done), 0);

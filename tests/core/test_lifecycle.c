@@ -196,6 +196,9 @@ Test(lifecycle, initialize_then_finalize, .timeout = FT_TIMEOUT(10))
     cr_assert_eq(PyInterpreterState_Head(), interp);
     cr_assert_null(PyInterpreterState_Next(interp));
     cr_assert_eq(PyInterpreterState_GetID(interp), 0);
+    cr_assert_eq(PyInterpreterState_GetID(NULL), -1);
+    cr_assert(PyErr_ExceptionMatches(PyExc_RuntimeError), "GetID(NULL): -1 with RuntimeError");
+    PyErr_Clear();
     cr_assert_eq(PyGILState_Check(), 1);
     cr_assert_eq(PyGILState_GetThisThreadState(), ts);
     cr_assert_eq(count_states(interp), 1);

@@ -429,6 +429,8 @@ typedef struct {
     atomic_int destroyed_before_event;   /* tp_dealloc ran before DESTROY: wrong */
     atomic_int type_wrong_at_destroy;
     atomic_int bad_data;
+    atomic_int removed;                  /* TRACKER_REMOVED events (object NULL) */
+    atomic_int removed_with_object;
 } trace_rec;
 
 static int
@@ -447,6 +449,12 @@ tracer_fn(PyObject *op, PyRefTracerEvent ev, void *data)
         }
         if (Py_TYPE(op) != &tobj_type) {
             atomic_fetch_add(&r->type_wrong_at_destroy, 1);
+        }
+    }
+    else if (ev == PyRefTracer_TRACKER_REMOVED) {
+        atomic_fetch_add(&r->removed, 1);
+        if (op != NULL) {
+            atomic_fetch_add(&r->removed_with_object, 1);
         }
     }
     return 0;
@@ -477,12 +485,17 @@ Test(object, tracer_set_get_and_events, .init = setup, .fini = teardown)
                  "DESTROY comes before tp_dealloc");
     cr_assert_eq(atomic_load(&rec.type_wrong_at_destroy), 0);
 
+    cr_assert_eq(atomic_load(&rec.removed), 0, "setting the first tracer removes none");
     cr_assert_eq(PyRefTracer_SetTracer(NULL, NULL), 0);
+    cr_assert_eq(atomic_load(&rec.removed), 1, "the replaced tracer hears TRACKER_REMOVED once");
+    cr_assert_eq(atomic_load(&rec.removed_with_object), 0, "TRACKER_REMOVED carries no object");
     cr_assert_null(PyRefTracer_GetTracer(&data));
     op = tobj_new();
     Py_DECREF(op);
     cr_assert_eq(atomic_load(&rec.creates), 1, "no events once unset");
     cr_assert_eq(atomic_load(&rec.destroys), 1);
+    cr_assert_eq(PyRefTracer_SetTracer(NULL, NULL), 0);
+    cr_assert_eq(atomic_load(&rec.removed), 1, "no tracer, nothing to tell");
 }
 
 /* Two tracers, each with its own data: a creation must never see one
@@ -494,8 +507,10 @@ static atomic_int pair_mismatch, pair_calls;
 static int
 pair_tracer_a(PyObject *op, PyRefTracerEvent ev, void *data)
 {
-    (void)op, (void)ev;
-    atomic_fetch_add(&pair_calls, 1);
+    (void)op;
+    if (ev != PyRefTracer_TRACKER_REMOVED) {   /* the switcher's replacements */
+        atomic_fetch_add(&pair_calls, 1);
+    }
     if (data != &pair_a) {
         atomic_fetch_add(&pair_mismatch, 1);
     }
@@ -505,8 +520,10 @@ pair_tracer_a(PyObject *op, PyRefTracerEvent ev, void *data)
 static int
 pair_tracer_b(PyObject *op, PyRefTracerEvent ev, void *data)
 {
-    (void)op, (void)ev;
-    atomic_fetch_add(&pair_calls, 1);
+    (void)op;
+    if (ev != PyRefTracer_TRACKER_REMOVED) {   /* the switcher's replacements */
+        atomic_fetch_add(&pair_calls, 1);
+    }
     if (data != &pair_b) {
         atomic_fetch_add(&pair_mismatch, 1);
     }

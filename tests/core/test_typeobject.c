@@ -928,7 +928,7 @@ static int
 type_tracer(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
-    if (op == traced_type) {
+    if (op != NULL && op == traced_type) {   /* NULL: TRACKER_REMOVED */
         atomic_fetch_add(event == PyRefTracer_CREATE ? &type_creates : &type_destroys, 1);
     }
     return 0;
@@ -944,7 +944,7 @@ trace_type_creation(PyObject *op, PyRefTracerEvent event, void *data)
         traced_type = op;
         atomic_fetch_add(&type_creates, 1);
     }
-    else if (op == traced_type && event == PyRefTracer_DESTROY) {
+    else if (op != NULL && op == traced_type && event == PyRefTracer_DESTROY) {
         atomic_fetch_add(&type_destroys, 1);
     }
     return 0;
