@@ -56,6 +56,77 @@ static PyMutex type_lock;
 /* CPython's largest slot id in 3.13 (Py_am_send). */
 #define FT_MAX_SLOT_ID 81
 
+/* Where each slot id of a PyType_Spec lands: a member of the type object
+ * or of one of its method suites (CPython's typeslots.h numbering).  Slots
+ * with no entry are CPython slots ftrt's types cannot take (buffer,
+ * async, methods/members/getset descriptors, ...). */
+typedef enum { SLOT_NONE, SLOT_TYPE, SLOT_NB, SLOT_SQ, SLOT_MP } slot_where;
+typedef struct { uint8_t where; uint16_t offset; } slot_place;
+
+#define TP(m) { SLOT_TYPE, offsetof(PyTypeObject, m) }
+#define NB(m) { SLOT_NB, offsetof(PyNumberMethods, m) }
+#define SQ(m) { SLOT_SQ, offsetof(PySequenceMethods, m) }
+#define MP(m) { SLOT_MP, offsetof(PyMappingMethods, m) }
+static const slot_place slot_places[FT_MAX_SLOT_ID + 1] = {
+    [Py_mp_ass_subscript] = MP(mp_ass_subscript), [Py_mp_length] = MP(mp_length),
+    [Py_mp_subscript] = MP(mp_subscript),
+    [Py_nb_absolute] = NB(nb_absolute), [Py_nb_add] = NB(nb_add), [Py_nb_and] = NB(nb_and),
+    [Py_nb_bool] = NB(nb_bool), [Py_nb_divmod] = NB(nb_divmod), [Py_nb_float] = NB(nb_float),
+    [Py_nb_floor_divide] = NB(nb_floor_divide), [Py_nb_index] = NB(nb_index),
+    [Py_nb_inplace_add] = NB(nb_inplace_add), [Py_nb_inplace_and] = NB(nb_inplace_and),
+    [Py_nb_inplace_floor_divide] = NB(nb_inplace_floor_divide),
+    [Py_nb_inplace_lshift] = NB(nb_inplace_lshift),
+    [Py_nb_inplace_multiply] = NB(nb_inplace_multiply), [Py_nb_inplace_or] = NB(nb_inplace_or),
+    [Py_nb_inplace_power] = NB(nb_inplace_power),
+    [Py_nb_inplace_remainder] = NB(nb_inplace_remainder),
+    [Py_nb_inplace_rshift] = NB(nb_inplace_rshift),
+    [Py_nb_inplace_subtract] = NB(nb_inplace_subtract),
+    [Py_nb_inplace_true_divide] = NB(nb_inplace_true_divide),
+    [Py_nb_inplace_xor] = NB(nb_inplace_xor), [Py_nb_int] = NB(nb_int),
+    [Py_nb_invert] = NB(nb_invert), [Py_nb_lshift] = NB(nb_lshift),
+    [Py_nb_multiply] = NB(nb_multiply), [Py_nb_negative] = NB(nb_negative),
+    [Py_nb_or] = NB(nb_or), [Py_nb_positive] = NB(nb_positive), [Py_nb_power] = NB(nb_power),
+    [Py_nb_remainder] = NB(nb_remainder), [Py_nb_rshift] = NB(nb_rshift),
+    [Py_nb_subtract] = NB(nb_subtract), [Py_nb_true_divide] = NB(nb_true_divide),
+    [Py_nb_xor] = NB(nb_xor),
+    [Py_nb_matrix_multiply] = NB(nb_matrix_multiply),
+    [Py_nb_inplace_matrix_multiply] = NB(nb_inplace_matrix_multiply),
+    [Py_sq_ass_item] = SQ(sq_ass_item), [Py_sq_concat] = SQ(sq_concat),
+    [Py_sq_contains] = SQ(sq_contains), [Py_sq_inplace_concat] = SQ(sq_inplace_concat),
+    [Py_sq_inplace_repeat] = SQ(sq_inplace_repeat), [Py_sq_item] = SQ(sq_item),
+    [Py_sq_length] = SQ(sq_length), [Py_sq_repeat] = SQ(sq_repeat),
+    [Py_tp_alloc] = TP(tp_alloc), [Py_tp_base] = TP(tp_base), [Py_tp_call] = TP(tp_call),
+    [Py_tp_clear] = TP(tp_clear), [Py_tp_dealloc] = TP(tp_dealloc), [Py_tp_doc] = TP(tp_doc),
+    [Py_tp_getattro] = TP(tp_getattro), [Py_tp_hash] = TP(tp_hash), [Py_tp_init] = TP(tp_init),
+    [Py_tp_is_gc] = TP(tp_is_gc), [Py_tp_iter] = TP(tp_iter),
+    [Py_tp_iternext] = TP(tp_iternext), [Py_tp_new] = TP(tp_new), [Py_tp_repr] = TP(tp_repr),
+    [Py_tp_richcompare] = TP(tp_richcompare), [Py_tp_setattro] = TP(tp_setattro),
+    [Py_tp_str] = TP(tp_str), [Py_tp_traverse] = TP(tp_traverse), [Py_tp_free] = TP(tp_free),
+    [Py_tp_finalize] = TP(tp_finalize),
+};
+#undef TP
+#undef NB
+#undef SQ
+#undef MP
+
+/* The address of the member slot `id` names in type, or NULL if the type
+ * has no such suite (or ftrt no such slot).  Every member is pointer-sized
+ * (a function pointer, or tp_base / tp_doc). */
+static void *
+slot_address(PyTypeObject *type, int id)
+{
+    const slot_place *pl = &slot_places[id];
+    char *base = NULL;
+    switch (pl->where) {
+    case SLOT_TYPE: base = (char *)type; break;
+    case SLOT_NB: base = (char *)type->tp_as_number; break;
+    case SLOT_SQ: base = (char *)type->tp_as_sequence; break;
+    case SLOT_MP: base = (char *)type->tp_as_mapping; break;
+    default: return NULL;
+    }
+    return base ? base + pl->offset : NULL;
+}
+
 /* ---- the generic object protocol ----------------------------------------- */
 
 /* Identity hash.  Heap objects are 16-byte aligned (the allocator's
@@ -112,7 +183,18 @@ ft_object_is_true(PyObject *v)
     if (v == Py_False || v == Py_None) {
         return 0;
     }
-    lenfunc len = Py_TYPE(v)->tp_len;
+    PyTypeObject *tp = Py_TYPE(v);
+    if (tp->tp_as_number != NULL && tp->tp_as_number->nb_bool != NULL) {
+        int r = tp->tp_as_number->nb_bool(v);
+        return r < 0 ? -1 : r > 0;
+    }
+    lenfunc len = NULL;
+    if (tp->tp_as_mapping != NULL && tp->tp_as_mapping->mp_length != NULL) {
+        len = tp->tp_as_mapping->mp_length;
+    }
+    else if (tp->tp_as_sequence != NULL && tp->tp_as_sequence->sq_length != NULL) {
+        len = tp->tp_as_sequence->sq_length;
+    }
     if (len != NULL) {
         Py_ssize_t n = len(v);
         return n < 0 ? -1 : n > 0;
@@ -531,8 +613,29 @@ inherit(PyTypeObject *type, PyTypeObject *base, ready_error *err)
     INHERIT(tp_init);
     INHERIT(tp_alloc);
     INHERIT(tp_finalize);
-    INHERIT(tp_len);
+    INHERIT(tp_is_gc);
 #undef INHERIT
+    /* Method suites: a type without one uses its base's; a type with one
+     * takes the base's slots it leaves empty (CPython's two steps). */
+#define INHERIT_SUITE(suite, type_t)                                        \
+    do {                                                                    \
+        if (type->suite == NULL) {                                          \
+            type->suite = base->suite;                                      \
+        }                                                                   \
+        else if (base->suite != NULL && type->suite != base->suite) {       \
+            void **dst = (void **)type->suite;                              \
+            void *const *src = (void *const *)base->suite;                  \
+            for (size_t i = 0; i < sizeof(type_t) / sizeof(void *); i++) {  \
+                if (dst[i] == NULL) {                                       \
+                    dst[i] = src[i];                                        \
+                }                                                           \
+            }                                                               \
+        }                                                                   \
+    } while (0)
+    INHERIT_SUITE(tp_as_number, PyNumberMethods);
+    INHERIT_SUITE(tp_as_sequence, PySequenceMethods);
+    INHERIT_SUITE(tp_as_mapping, PyMappingMethods);
+#undef INHERIT_SUITE
     /* Equality and hash go together: a type that defines one of them does
      * not get the other from its base (x == y must imply equal hashes). */
     if (type->tp_richcompare == NULL && type->tp_hash == NULL) {
@@ -703,30 +806,13 @@ PyType_GetSlot(PyTypeObject *type, int slot)
         PyErr_BadInternalCall();
         return NULL;
     }
-    switch (slot) {
-    case Py_mp_length: case Py_sq_length: return FN_TO_PTR(type->tp_len);
-    case Py_tp_alloc: return FN_TO_PTR(type->tp_alloc);
-    case Py_tp_base: return type->tp_base;
-    case Py_tp_call: return FN_TO_PTR(type->tp_call);
-    case Py_tp_clear: return FN_TO_PTR(type->tp_clear);
-    case Py_tp_dealloc: return FN_TO_PTR(type->tp_dealloc);
-    case Py_tp_doc: return (void *)type->tp_doc;
-    case Py_tp_getattro: return FN_TO_PTR(type->tp_getattro);
-    case Py_tp_hash: return FN_TO_PTR(type->tp_hash);
-    case Py_tp_init: return FN_TO_PTR(type->tp_init);
-    case Py_tp_iter: return FN_TO_PTR(type->tp_iter);
-    case Py_tp_iternext: return FN_TO_PTR(type->tp_iternext);
-    case Py_tp_new: return FN_TO_PTR(type->tp_new);
-    case Py_tp_repr: return FN_TO_PTR(type->tp_repr);
-    case Py_tp_richcompare: return FN_TO_PTR(type->tp_richcompare);
-    case Py_tp_setattro: return FN_TO_PTR(type->tp_setattro);
-    case Py_tp_str: return FN_TO_PTR(type->tp_str);
-    case Py_tp_traverse: return FN_TO_PTR(type->tp_traverse);
-    case Py_tp_free: return FN_TO_PTR(type->tp_free);
-    case Py_tp_finalize: return FN_TO_PTR(type->tp_finalize);
-    default:
-        return NULL;   /* a CPython slot this runtime's types do not have */
+    void *addr = slot_address(type, slot);
+    if (addr == NULL) {
+        return NULL;   /* no such suite, or a CPython slot ftrt's types do not have */
     }
+    void *value;
+    memcpy(&value, addr, sizeof value);   /* a function pointer read as void * (POSIX) */
+    return value;
 }
 
 /* ---- instances ---------------------------------------------------------------------- */
@@ -846,42 +932,22 @@ subtype_dealloc(PyObject *self)
 static int
 slot_kind(int id)
 {
-    switch (id) {
-    case Py_mp_length: case Py_sq_length: case Py_tp_alloc: case Py_tp_base:
-    case Py_tp_call: case Py_tp_clear: case Py_tp_dealloc: case Py_tp_doc:
-    case Py_tp_getattro: case Py_tp_hash: case Py_tp_init: case Py_tp_iter:
-    case Py_tp_iternext: case Py_tp_new: case Py_tp_repr: case Py_tp_richcompare:
-    case Py_tp_setattro: case Py_tp_str: case Py_tp_traverse: case Py_tp_free:
-    case Py_tp_finalize:
-        return 1;
-    default:
-        return id > 0 && id <= FT_MAX_SLOT_ID ? 0 : -1;
+    if (id <= 0 || id > FT_MAX_SLOT_ID) {
+        return -1;
     }
+    return slot_places[id].where != SLOT_NONE;
 }
 
+/* Store a spec's slot (the heap type's suites are in place already). */
 static void
 apply_slot(PyTypeObject *t, int id, void *p)
 {
-    switch (id) {
-    case Py_mp_length: case Py_sq_length: PTR_TO_FN(t->tp_len, p); break;
-    case Py_tp_alloc: PTR_TO_FN(t->tp_alloc, p); break;
-    case Py_tp_call: PTR_TO_FN(t->tp_call, p); break;
-    case Py_tp_clear: PTR_TO_FN(t->tp_clear, p); break;
-    case Py_tp_dealloc: PTR_TO_FN(t->tp_dealloc, p); break;
-    case Py_tp_getattro: PTR_TO_FN(t->tp_getattro, p); break;
-    case Py_tp_hash: PTR_TO_FN(t->tp_hash, p); break;
-    case Py_tp_init: PTR_TO_FN(t->tp_init, p); break;
-    case Py_tp_iter: PTR_TO_FN(t->tp_iter, p); break;
-    case Py_tp_iternext: PTR_TO_FN(t->tp_iternext, p); break;
-    case Py_tp_new: PTR_TO_FN(t->tp_new, p); break;
-    case Py_tp_repr: PTR_TO_FN(t->tp_repr, p); break;
-    case Py_tp_richcompare: PTR_TO_FN(t->tp_richcompare, p); break;
-    case Py_tp_setattro: PTR_TO_FN(t->tp_setattro, p); break;
-    case Py_tp_str: PTR_TO_FN(t->tp_str, p); break;
-    case Py_tp_traverse: PTR_TO_FN(t->tp_traverse, p); break;
-    case Py_tp_free: PTR_TO_FN(t->tp_free, p); break;
-    case Py_tp_finalize: PTR_TO_FN(t->tp_finalize, p); break;
-    default: break;   /* Py_tp_base, Py_tp_doc: taken before */
+    if (id == Py_tp_base || id == Py_tp_doc) {
+        return;   /* taken before */
+    }
+    void *addr = slot_address(t, id);
+    if (addr != NULL) {
+        memcpy(addr, &p, sizeof p);
     }
 }
 
@@ -967,6 +1033,9 @@ from_spec(PyType_Spec *spec, PyObject *bases, const char *func)
         memcpy(h->doc, doc, doc_len + 1);
     }
     PyTypeObject *type = &h->type;
+    type->tp_as_number = &h->as_number;      /* a heap type always has its suites */
+    type->tp_as_sequence = &h->as_sequence;
+    type->tp_as_mapping = &h->as_mapping;
     type->tp_name = h->name;
     type->tp_doc = h->doc;
     type->tp_basicsize = spec->basicsize;

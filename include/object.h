@@ -87,54 +87,166 @@ typedef int (*visitproc)(PyObject *, void *);
 typedef int (*traverseproc)(PyObject *, visitproc, void *);
 typedef int (*inquiry)(PyObject *);
 typedef void (*freefunc)(void *);
+typedef PyObject *(*unaryfunc)(PyObject *);
+typedef PyObject *(*binaryfunc)(PyObject *, PyObject *);
+typedef PyObject *(*ternaryfunc)(PyObject *, PyObject *, PyObject *);
+typedef Py_ssize_t (*lenfunc)(PyObject *);
+typedef PyObject *(*ssizeargfunc)(PyObject *, Py_ssize_t);
+typedef PyObject *(*ssizessizeargfunc)(PyObject *, Py_ssize_t, Py_ssize_t);
+typedef int (*ssizeobjargproc)(PyObject *, Py_ssize_t, PyObject *);
+typedef int (*ssizessizeobjargproc)(PyObject *, Py_ssize_t, Py_ssize_t, PyObject *);
+typedef int (*objobjargproc)(PyObject *, PyObject *, PyObject *);
+typedef int (*objobjproc)(PyObject *, PyObject *);
 typedef PyObject *(*reprfunc)(PyObject *);
 typedef Py_ssize_t Py_hash_t;
 typedef size_t Py_uhash_t;
 typedef Py_hash_t (*hashfunc)(PyObject *);
 typedef PyObject *(*richcmpfunc)(PyObject *, PyObject *, int);
-typedef PyObject *(*allocfunc)(PyTypeObject *, Py_ssize_t);
-typedef PyObject *(*newfunc)(PyTypeObject *, PyObject *, PyObject *);
-typedef int (*initproc)(PyObject *, PyObject *, PyObject *);
+typedef PyObject *(*getattrfunc)(PyObject *, char *);
+typedef int (*setattrfunc)(PyObject *, char *, PyObject *);
 typedef PyObject *(*getattrofunc)(PyObject *, PyObject *);
 typedef int (*setattrofunc)(PyObject *, PyObject *, PyObject *);
-typedef PyObject *(*ternaryfunc)(PyObject *, PyObject *, PyObject *);
 typedef PyObject *(*getiterfunc)(PyObject *);
 typedef PyObject *(*iternextfunc)(PyObject *);
-typedef Py_ssize_t (*lenfunc)(PyObject *);
+typedef PyObject *(*descrgetfunc)(PyObject *, PyObject *, PyObject *);
+typedef int (*descrsetfunc)(PyObject *, PyObject *, PyObject *);
+typedef int (*initproc)(PyObject *, PyObject *, PyObject *);
+typedef PyObject *(*newfunc)(PyTypeObject *, PyObject *, PyObject *);
+typedef PyObject *(*allocfunc)(PyTypeObject *, Py_ssize_t);
+typedef PyObject *(*vectorcallfunc)(PyObject *callable, PyObject *const *args,
+                                    size_t nargsf, PyObject *kwnames);
 
-/* The slots ftrt's object core uses; the struct keeps CPython's member
- * names, so designated initialisers written for CPython compile (members
- * this runtime does not have are not there: a compile error, not a silent
- * misbehaviour). */
+/* The method suites, CPython's members in CPython's order (positional
+ * initialisers written for CPython fill the same slots here).  A slot ftrt
+ * does not call yet is kept so that such code compiles; docs/objects.md
+ * lists which ones the runtime uses. */
+typedef struct {
+    binaryfunc nb_add;
+    binaryfunc nb_subtract;
+    binaryfunc nb_multiply;
+    binaryfunc nb_remainder;
+    binaryfunc nb_divmod;
+    ternaryfunc nb_power;
+    unaryfunc nb_negative;
+    unaryfunc nb_positive;
+    unaryfunc nb_absolute;
+    inquiry nb_bool;
+    unaryfunc nb_invert;
+    binaryfunc nb_lshift;
+    binaryfunc nb_rshift;
+    binaryfunc nb_and;
+    binaryfunc nb_xor;
+    binaryfunc nb_or;
+    unaryfunc nb_int;
+    void *nb_reserved;
+    unaryfunc nb_float;
+    binaryfunc nb_inplace_add;
+    binaryfunc nb_inplace_subtract;
+    binaryfunc nb_inplace_multiply;
+    binaryfunc nb_inplace_remainder;
+    ternaryfunc nb_inplace_power;
+    binaryfunc nb_inplace_lshift;
+    binaryfunc nb_inplace_rshift;
+    binaryfunc nb_inplace_and;
+    binaryfunc nb_inplace_xor;
+    binaryfunc nb_inplace_or;
+    binaryfunc nb_floor_divide;
+    binaryfunc nb_true_divide;
+    binaryfunc nb_inplace_floor_divide;
+    binaryfunc nb_inplace_true_divide;
+    unaryfunc nb_index;
+    binaryfunc nb_matrix_multiply;
+    binaryfunc nb_inplace_matrix_multiply;
+} PyNumberMethods;
+
+typedef struct {
+    lenfunc sq_length;
+    binaryfunc sq_concat;
+    ssizeargfunc sq_repeat;
+    ssizeargfunc sq_item;
+    void *was_sq_slice;
+    ssizeobjargproc sq_ass_item;
+    void *was_sq_ass_slice;
+    objobjproc sq_contains;
+    binaryfunc sq_inplace_concat;
+    ssizeargfunc sq_inplace_repeat;
+} PySequenceMethods;
+
+typedef struct {
+    lenfunc mp_length;
+    binaryfunc mp_subscript;
+    objobjargproc mp_ass_subscript;
+} PyMappingMethods;
+
+typedef struct {
+    unaryfunc am_await;
+    unaryfunc am_aiter;
+    unaryfunc am_anext;
+    void *am_send;
+} PyAsyncMethods;
+
+/* Not provided by ftrt (no buffer protocol, no method/member/getset
+ * descriptors yet): pointers to them may be declared and left NULL. */
+typedef struct PyBufferProcs PyBufferProcs;
+typedef struct PyMethodDef PyMethodDef;
+typedef struct PyMemberDef PyMemberDef;
+typedef struct PyGetSetDef PyGetSetDef;
+
+/* CPython 3.13's type object, member for member and in the same order, so
+ * both designated and positional initialisers written for CPython compile
+ * and fill the same slots.  Members marked "unused" are accepted and
+ * ignored for now. */
 struct _typeobject {
     PyObject_VAR_HEAD
     const char *tp_name;
     Py_ssize_t tp_basicsize, tp_itemsize;
     destructor tp_dealloc;
+    Py_ssize_t tp_vectorcall_offset;     /* unused */
+    getattrfunc tp_getattr;              /* unused */
+    setattrfunc tp_setattr;              /* unused */
+    PyAsyncMethods *tp_as_async;         /* unused */
     reprfunc tp_repr;
+    PyNumberMethods *tp_as_number;
+    PySequenceMethods *tp_as_sequence;
+    PyMappingMethods *tp_as_mapping;
     hashfunc tp_hash;
     ternaryfunc tp_call;
     reprfunc tp_str;
     getattrofunc tp_getattro;
     setattrofunc tp_setattro;
+    PyBufferProcs *tp_as_buffer;         /* unused */
     unsigned long tp_flags;
     const char *tp_doc;
     traverseproc tp_traverse;
     inquiry tp_clear;
     richcmpfunc tp_richcompare;
+    Py_ssize_t tp_weaklistoffset;        /* unused (no weak references yet) */
     getiterfunc tp_iter;
     iternextfunc tp_iternext;
+    PyMethodDef *tp_methods;
+    PyMemberDef *tp_members;
+    PyGetSetDef *tp_getset;
     PyTypeObject *tp_base;
+    PyObject *tp_dict;
+    descrgetfunc tp_descr_get;           /* unused */
+    descrsetfunc tp_descr_set;           /* unused */
+    Py_ssize_t tp_dictoffset;            /* unused */
     initproc tp_init;
     allocfunc tp_alloc;
     newfunc tp_new;
     freefunc tp_free;
-    destructor tp_finalize;
-    lenfunc tp_len;           /* ftrt: what sq_length/mp_length give CPython */
-    /* Runtime-owned (zero in a static initialiser): */
-    PyObject *tp_dict;
-    void *_tp_ft;             /* ftrt's private per-type data (internal) */
+    inquiry tp_is_gc;
+    PyObject *tp_bases;
+    PyObject *tp_mro;
+    PyObject *tp_cache;
+    void *tp_subclasses;
+    PyObject *tp_weaklist;
+    destructor tp_del;
     unsigned int tp_version_tag;
+    destructor tp_finalize;
+    vectorcallfunc tp_vectorcall;        /* unused */
+    unsigned char tp_watched;
+    uint16_t tp_versions_used;
 };
 
 /* tp_flags (CPython's bit numbers) */
@@ -187,31 +299,92 @@ typedef struct {
     PyType_Slot *slots;   /* terminated by {0, NULL} */
 } PyType_Spec;
 
-/* Slot ids: CPython's typeslots.h numbers, for the slots ftrt has.  The ids
- * of CPython slots ftrt lacks are left undefined (a compile error); a binary
- * that passes one anyway gets SystemError from PyType_FromSpec, and an id
- * CPython does not know either gets RuntimeError, as in CPython. */
-#define Py_mp_length      4    /* -> tp_len */
-#define Py_sq_length      45   /* -> tp_len */
-#define Py_tp_alloc       47
-#define Py_tp_base        48
-#define Py_tp_call        50
-#define Py_tp_clear       51
-#define Py_tp_dealloc     52
-#define Py_tp_doc         56
-#define Py_tp_getattro    58
-#define Py_tp_hash        59
-#define Py_tp_init        60
-#define Py_tp_iter        62
-#define Py_tp_iternext    63
-#define Py_tp_new         65
-#define Py_tp_repr        66
-#define Py_tp_richcompare 67
-#define Py_tp_setattro    69
-#define Py_tp_str         70
-#define Py_tp_traverse    71
-#define Py_tp_free        74
-#define Py_tp_finalize    80
+/* Slot ids: CPython's typeslots.h numbers, all of them (specs written for
+ * CPython compile).  PyType_FromSpec raises SystemError for a slot ftrt's
+ * types cannot take (buffer, async, methods/members/getset, tp_getattr,
+ * ...) and RuntimeError for an id CPython does not know either, as CPython
+ * does. */
+#define Py_bf_getbuffer                  1
+#define Py_bf_releasebuffer              2
+#define Py_mp_ass_subscript              3
+#define Py_mp_length                     4
+#define Py_mp_subscript                  5
+#define Py_nb_absolute                   6
+#define Py_nb_add                        7
+#define Py_nb_and                        8
+#define Py_nb_bool                       9
+#define Py_nb_divmod                     10
+#define Py_nb_float                      11
+#define Py_nb_floor_divide               12
+#define Py_nb_index                      13
+#define Py_nb_inplace_add                14
+#define Py_nb_inplace_and                15
+#define Py_nb_inplace_floor_divide       16
+#define Py_nb_inplace_lshift             17
+#define Py_nb_inplace_multiply           18
+#define Py_nb_inplace_or                 19
+#define Py_nb_inplace_power              20
+#define Py_nb_inplace_remainder          21
+#define Py_nb_inplace_rshift             22
+#define Py_nb_inplace_subtract           23
+#define Py_nb_inplace_true_divide        24
+#define Py_nb_inplace_xor                25
+#define Py_nb_int                        26
+#define Py_nb_invert                     27
+#define Py_nb_lshift                     28
+#define Py_nb_multiply                   29
+#define Py_nb_negative                   30
+#define Py_nb_or                         31
+#define Py_nb_positive                   32
+#define Py_nb_power                      33
+#define Py_nb_remainder                  34
+#define Py_nb_rshift                     35
+#define Py_nb_subtract                   36
+#define Py_nb_true_divide                37
+#define Py_nb_xor                        38
+#define Py_sq_ass_item                   39
+#define Py_sq_concat                     40
+#define Py_sq_contains                   41
+#define Py_sq_inplace_concat             42
+#define Py_sq_inplace_repeat             43
+#define Py_sq_item                       44
+#define Py_sq_length                     45
+#define Py_sq_repeat                     46
+#define Py_tp_alloc                      47
+#define Py_tp_base                       48
+#define Py_tp_bases                      49
+#define Py_tp_call                       50
+#define Py_tp_clear                      51
+#define Py_tp_dealloc                    52
+#define Py_tp_del                        53
+#define Py_tp_descr_get                  54
+#define Py_tp_descr_set                  55
+#define Py_tp_doc                        56
+#define Py_tp_getattr                    57
+#define Py_tp_getattro                   58
+#define Py_tp_hash                       59
+#define Py_tp_init                       60
+#define Py_tp_is_gc                      61
+#define Py_tp_iter                       62
+#define Py_tp_iternext                   63
+#define Py_tp_methods                    64
+#define Py_tp_new                        65
+#define Py_tp_repr                       66
+#define Py_tp_richcompare                67
+#define Py_tp_setattr                    68
+#define Py_tp_setattro                   69
+#define Py_tp_str                        70
+#define Py_tp_traverse                   71
+#define Py_tp_members                    72
+#define Py_tp_getset                     73
+#define Py_tp_free                       74
+#define Py_nb_matrix_multiply            75
+#define Py_nb_inplace_matrix_multiply    76
+#define Py_am_await                      77
+#define Py_am_aiter                      78
+#define Py_am_anext                      79
+#define Py_tp_finalize                   80
+#define Py_am_send                       81
 
 PyAPI_DATA(PyTypeObject) PyType_Type;
 PyAPI_DATA(PyTypeObject) PyBaseObject_Type;

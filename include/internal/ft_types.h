@@ -19,6 +19,9 @@
  * core/typeobject.c for why). */
 typedef struct ft_heaptype {
     PyTypeObject type;              /* first: a PyTypeObject * points here */
+    PyNumberMethods as_number;      /* the type's suites (CPython's heap types have them too) */
+    PySequenceMethods as_sequence;
+    PyMappingMethods as_mapping;
     struct ft_heaptype *next;       /* the interpreter's heap_types list */
     char *doc;                      /* owned copy of Py_tp_doc, or NULL */
     size_t size;                    /* bytes allocated, name included */
@@ -35,8 +38,8 @@ FT_INTERNAL void ft_types_fini(PyInterpreterState *interp);
 FT_INTERNAL Py_ssize_t ft_heap_types_count(PyInterpreterState *interp);
 
 /* Truth value as CPython's PyObject_IsTrue decides it for the slots ftrt
- * has: True 1, False and None 0, tp_len's result != 0, anything else 1;
- * -1 with an exception set if tp_len fails. */
+ * has: True 1, False and None 0, nb_bool, else mp_length / sq_length != 0,
+ * anything else 1; -1 with an exception set if a slot fails. */
 FT_INTERNAL int ft_object_is_true(PyObject *v);
 
 /* ---- core/exceptions.c ------------------------------------------------- */

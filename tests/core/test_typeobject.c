@@ -488,6 +488,103 @@ Test(typeobject, get_slot)
     cr_assert_eq(PyType_GetSlot((PyTypeObject *)t, Py_tp_repr), FP(some_repr));
 }
 
+/* ---- method suites and CPython's layout ------------------------------------------- */
+
+static Py_ssize_t seq_len_3(PyObject *self) { (void)self; return 3; }
+static Py_ssize_t map_len_0(PyObject *self) { (void)self; return 0; }
+static int bool_false(PyObject *self) { (void)self; return 0; }
+static PyObject *
+item_self(PyObject *self, Py_ssize_t i)
+{
+    (void)i;
+    return Py_NewRef(self);
+}
+
+Test(typeobject, from_spec_fills_the_method_suites)
+{
+    PyType_Slot slots[] = {
+        { Py_sq_length, FP(seq_len_3) },
+        { Py_sq_item, FP(item_self) },
+        { Py_nb_bool, FP(bool_false) },
+        { 0, NULL },
+    };
+    PyType_Spec spec = { "test.Suites", sizeof(plain_object), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots };
+    PyTypeObject *t = (PyTypeObject *)PyType_FromSpec(&spec);
+    cr_assert_not_null(t);
+    cr_assert_not_null(t->tp_as_sequence, "a heap type has its suites");
+    cr_assert_eq(FP(t->tp_as_sequence->sq_length), FP(seq_len_3));
+    cr_assert_eq(FP(t->tp_as_sequence->sq_item), FP(item_self));
+    cr_assert_eq(FP(t->tp_as_number->nb_bool), FP(bool_false));
+    cr_assert_null(t->tp_as_mapping->mp_length);
+    cr_assert_eq(PyType_GetSlot(t, Py_sq_length), FP(seq_len_3));
+    cr_assert_eq(PyType_GetSlot(t, Py_nb_bool), FP(bool_false));
+    cr_assert_null(PyType_GetSlot(t, Py_mp_subscript));
+    cr_assert_null(PyErr_Occurred());
+
+    /* a subtype takes the slots it leaves empty from its base, per slot */
+    PyType_Slot sub_slots[] = { { Py_mp_length, FP(map_len_0) }, { Py_tp_base, t }, { 0, NULL } };
+    PyType_Spec sub_spec = { "test.SubSuites", sizeof(plain_object), 0, Py_TPFLAGS_DEFAULT,
+                             sub_slots };
+    PyTypeObject *sub = (PyTypeObject *)PyType_FromSpec(&sub_spec);
+    cr_assert_not_null(sub);
+    cr_assert_eq(FP(sub->tp_as_sequence->sq_item), FP(item_self), "inherited per slot");
+    cr_assert_eq(FP(sub->tp_as_number->nb_bool), FP(bool_false));
+    cr_assert_eq(FP(sub->tp_as_mapping->mp_length), FP(map_len_0));
+    cr_assert_null(t->tp_as_mapping->mp_length, "the base's suite is not written");
+}
+
+/* A type written the pre-C99 way, positionally, as much extension code is:
+ * it compiles only if the members come in CPython's order.  (-Wextra warns
+ * about the members left out, exactly as it does against CPython.) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static PySequenceMethods positional_seq = {
+    seq_len_3,          /* sq_length */
+    0,                  /* sq_concat */
+    0,                  /* sq_repeat */
+    item_self,          /* sq_item */
+};
+static PyTypeObject positional_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    "test.Positional",          /* tp_name */
+    sizeof(plain_object),       /* tp_basicsize */
+    0,                          /* tp_itemsize */
+    0,                          /* tp_dealloc */
+    0,                          /* tp_vectorcall_offset */
+    0,                          /* tp_getattr */
+    0,                          /* tp_setattr */
+    0,                          /* tp_as_async */
+    some_repr,                  /* tp_repr */
+    0,                          /* tp_as_number */
+    &positional_seq,            /* tp_as_sequence */
+    0,                          /* tp_as_mapping */
+    0,                          /* tp_hash */
+    0,                          /* tp_call */
+    0,                          /* tp_str */
+    0,                          /* tp_getattro */
+    0,                          /* tp_setattro */
+    0,                          /* tp_as_buffer */
+    Py_TPFLAGS_DEFAULT,         /* tp_flags */
+    "positional doc",           /* tp_doc */
+};
+#pragma GCC diagnostic pop
+
+Test(typeobject, positional_initialiser_fills_cpythons_slots)
+{
+    cr_assert_eq(PyType_Ready(&positional_type), 0);
+    cr_assert_str_eq(positional_type.tp_name, "test.Positional");
+    cr_assert_eq(positional_type.tp_basicsize, (Py_ssize_t)sizeof(plain_object));
+    cr_assert_eq(FP(positional_type.tp_repr), FP(some_repr));
+    cr_assert_str_eq(positional_type.tp_doc, "positional doc");
+    cr_assert_eq(PyType_GetSlot(&positional_type, Py_sq_item), FP(item_self));
+    cr_assert_eq(PyType_GetSlot(&positional_type, Py_tp_repr), FP(some_repr));
+    PyObject *o = PyType_GenericAlloc(&positional_type, 0);
+    cr_assert_not_null(o);
+    cr_assert_eq(ft_object_is_true(o), 1, "sq_length 3: true");
+    Py_DECREF(o);
+}
+
 /* ---- PyType_GenericAlloc / GenericNew -------------------------------------------- */
 
 typedef struct {
