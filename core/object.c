@@ -85,6 +85,7 @@
  *   that only the free-threaded build reaches (the shared decref, merges)
  *   still exist there and do the plain-count equivalent.
  */
+#include "ft_alloc.h"
 #include "ft_object.h"
 #include "ft_pystate.h"
 #include "ft_raw_mutex.h"
@@ -166,6 +167,21 @@ PyRefTracer_GetTracer(void **data)
 
 /* ---- deallocation ------------------------------------------------------------ */
 
+/* Could a lock-free reader still hold op (free-threaded build)?  Its shared
+ * word is 0 only if no other thread ever kept a reference, or every one
+ * they took was given back with no flag left: published objects carry
+ * _Py_REF_MAYBE_WEAKREF for life, merged ones _Py_REF_MERGED. */
+static inline bool
+may_be_read_by_others(PyObject *op)
+{
+#ifdef Py_GIL_DISABLED
+    return __atomic_load_n(&op->ob_ref_shared, __ATOMIC_RELAXED) != 0;
+#else
+    (void)op;
+    return false;
+#endif
+}
+
 void
 _Py_Dealloc(PyObject *op)
 {
@@ -176,6 +192,17 @@ _Py_Dealloc(PyObject *op)
     }
     if (ft_unlikely(atomic_load_explicit(&ft_reftracer_state.fn, memory_order_relaxed) != NULL)) {
         ft_reftracer_call(op, PyRefTracer_DESTROY);
+    }
+    if (ft_free_threaded && ft_unlikely(may_be_read_by_others(op)) &&
+        !PyType_HasFeature(type, Py_TPFLAGS_HAVE_GC)) {
+        /* Its memory must stay an object's until a grace period has passed
+         * (core/obmalloc.c, "TYPE-STABLE FREES"): tell PyObject_Free which
+         * block that is.  Saved and restored: destructors nest. */
+        void *outer = ft_dying_shared;
+        ft_dying_shared = op;
+        dealloc(op);
+        ft_dying_shared = outer;
+        return;
     }
     dealloc(op);
 }

@@ -83,8 +83,14 @@
  *   is freed at once (CPython's rule).  Everything else is freed at once.
  *   ft_rcu_call needs a registered thread: attached states are; a detached
  *   caller registers itself first; liburcu's worker (freeing a state) is.
- *   Non-GC objects (PyObject_Free) are freed at once: PyObject_Free cannot
- *   tell an object from a buffer (see docs/objects.md, "Allocation").
+ *   Non-GC objects: PyObject_Free cannot tell an object from a buffer, so
+ *   _Py_Dealloc (core/object.c) tells it: for an object whose shared word is
+ *   not 0 (published with _Py_REF_MAYBE_WEAKREF, merged, or queued), it
+ *   stores the object's address in the thread-local ft_dying_shared around
+ *   tp_dealloc, and PyObject_Free of exactly that address writes the dead
+ *   header and batches the block like a GC object's (ts's heap batch).  No
+ *   pre-header to fall back on: without a batch the block is leaked
+ *   (ft_nongc_leaked), never freed early.
  *
  * GC BITS AND TRACKING
  *   FT_GC_TRACKED / FT_GC_FINALIZED live in ob_gc_bits in the free-threaded
@@ -196,9 +202,21 @@ PyObject_Realloc(void *ptr, size_t new_size)
     return PyMem_RawRealloc(ptr, new_size);
 }
 
+/* Non-GC objects (TYPE-STABLE FREES in the file header): _Py_Dealloc names
+ * here the object it destroys when other threads may have seen it, and
+ * PyObject_Free defers exactly that block.  One initial-exec TLS load per
+ * free; nested deallocations save and restore it (core/object.c). */
+_Thread_local void *ft_dying_shared __attribute__((tls_model("initial-exec")));
+
+static FT_NOINLINE void free_nongc_deferred(void *ptr);
+
 void
 PyObject_Free(void *ptr)
 {
+    if (ft_free_threaded && ft_unlikely(ptr != NULL && ptr == ft_dying_shared)) {
+        free_nongc_deferred(ptr);
+        return;
+    }
     PyMem_RawFree(ptr);
 }
 
@@ -650,6 +668,62 @@ ft_gc_heap *
 ft_gc_heap_of(PyObject *op)
 {
     return ft_gc_prehdr_of(op)->heap;
+}
+
+/* ---- non-GC objects other threads may read ------------------------------------ */
+
+static int64_t _Atomic nongc_leaked;
+
+/* The block of a dying non-GC object another thread may still read (see
+ * PyObject_Free): the dead header, then into the caller's batch (its heap's,
+ * made ready if need be), freed after a grace period.  With the world
+ * stopped by the caller nobody reads: freed at once.  When no batch can be
+ * had (out of memory, or no attached state to own one) the block is leaked:
+ * it cannot double as an rcu_head (a stale reader may still read its
+ * header, and a 32-byte object has nothing else), and blocking in a grace
+ * period inside a destructor could wait for a thread that waits for us.
+ * ft_nongc_leaked counts such blocks. */
+static FT_NOINLINE void
+free_nongc_deferred(void *ptr)
+{
+    ft_dying_shared = NULL;   /* one block per dealloc */
+    write_dead_header(ptr);
+    ft_tstate *ts = ft_current();
+    if (ts == NULL) {
+        atomic_fetch_add_explicit(&nongc_leaked, 1, memory_order_relaxed);
+        return;
+    }
+    if (world_stopped_by(ts, ts->base.interp)) {
+        PyMem_RawFree(ptr);
+        return;
+    }
+    ft_gc_heap *heap = ts->gc_heap;
+    if (heap == NULL && (heap = heap_acquire(ts)) == NULL) {
+        atomic_fetch_add_explicit(&nongc_leaked, 1, memory_order_relaxed);
+        return;
+    }
+    ft_defer_chunk *c = heap->defer;
+    if (c == NULL) {
+        c = ft_raw_alloc(sizeof *c);
+        if (c == NULL) {
+            atomic_fetch_add_explicit(&nongc_leaked, 1, memory_order_relaxed);
+            return;
+        }
+        c->n = 0;
+        heap->defer = c;
+    }
+    /* a chunk frees block starts: a non-GC object's block starts at the object */
+    c->mem[c->n++] = ptr;
+    if (c->n == FT_DEFER_CHUNK) {
+        heap->defer = NULL;
+        chunk_submit(c);
+    }
+}
+
+int64_t
+ft_nongc_leaked(void)
+{
+    return atomic_load_explicit(&nongc_leaked, memory_order_relaxed);
 }
 
 /* ---- GC object allocation and free ------------------------------------------- */

@@ -117,6 +117,14 @@ FT_INTERNAL void ft_gc_heaps_stats(PyInterpreterState *interp, ft_gc_heap_stats 
  * ft_gc_defer_flush hands ts's partial batch to RCU now; the counter is the
  * number of objects handed to RCU and not yet freed. */
 FT_INTERNAL void ft_gc_defer_flush(struct ft_tstate *ts);
+/* Non-GC objects (core/obmalloc.c): _Py_Dealloc sets this to an object other
+ * threads may still read while its tp_dealloc runs; PyObject_Free of that
+ * address defers the block past a grace period.  ft_nongc_leaked: blocks
+ * that could not be deferred (out of memory, no attached state) and were
+ * leaked instead of freed early. */
+FT_INTERNAL extern _Thread_local void *ft_dying_shared
+    __attribute__((tls_model("initial-exec")));
+FT_INTERNAL int64_t ft_nongc_leaked(void);
 FT_INTERNAL int64_t ft_gc_deferred_outstanding(void);
 
 /* fork(): the heap lock of the main interpreter is held across fork()

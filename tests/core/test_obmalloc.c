@@ -1333,6 +1333,87 @@ publishing_owner(void *arg)
 }
 #endif
 
+/* Non-GC objects: _Py_Dealloc and PyObject_Free defer the block of a
+ * published object exactly as PyObject_GC_Del does; without a batch the
+ * block is leaked, never freed early. */
+static void *plain_leaked_block __attribute__((unused));   /* keeps LSan quiet about the leak */
+
+Test(obmalloc, published_plain_objects_outlive_a_grace_period, .timeout = FT_TIMEOUT(30))
+{
+    Py_Initialize();
+    cr_assert_eq(PyType_Ready(&PlainType), 0);
+    ft_tstate *ts = ft_ts(PyThreadState_Get());
+    wait_grace_period();
+    cr_assert_eq(ft_gc_deferred_outstanding(), 0);
+
+    PlainObj *a = PyObject_New(PlainObj, &PlainType);
+    cr_assert_not_null(a);
+    Py_DECREF(a);
+    ft_gc_defer_flush(ts);
+    cr_assert_eq(ft_gc_deferred_outstanding(), 0, "a private object's free was deferred");
+    cr_assert_null(ft_dying_shared, "left set after a dealloc");
+
+    if (!ft_free_threaded) {
+        cr_assert_eq(Py_FinalizeEx(), 0);
+        return;
+    }
+#ifdef Py_GIL_DISABLED
+    PlainObj *p = PyObject_New(PlainObj, &PlainType);
+    cr_assert_not_null(p);
+    PyObject *op = (PyObject *)p;
+    publish(op);
+    Py_DECREF(op);
+    cr_assert_null(ft_dying_shared, "left set after a dealloc");
+    cr_assert_eq(__atomic_load_n(&op->ob_ref_shared, __ATOMIC_RELAXED), _Py_REF_MERGED);
+    cr_assert_eq(__atomic_load_n(&op->ob_ref_local, __ATOMIC_RELAXED), 0);
+    cr_assert_eq(__atomic_load_n(&op->ob_tid, __ATOMIC_RELAXED), 0);
+    cr_assert_eq(Py_TYPE(op), &PlainType, "the type word is left for stale readers");
+    enum { M = 200 };
+    void *others[M];
+    for (int i = 0; i < M; i++) {
+        others[i] = i % 2 ? (void *)PyObject_New(PlainObj, &PlainType)
+                          : PyMem_Malloc(sizeof(PlainObj));
+        cr_assert_not_null(others[i]);
+        cr_assert_neq(others[i], (void *)op, "a published object's block was reused");
+    }
+    for (int i = 0; i < M; i++) {
+        if (i % 2) {
+            Py_DECREF((PyObject *)others[i]);
+        }
+        else {
+            PyMem_Free(others[i]);
+        }
+    }
+    cr_assert_eq(ft_gc_deferred_outstanding(), 0, "still batched, not yet handed to RCU");
+    ft_gc_defer_flush(ts);
+    cr_assert_eq(ft_gc_deferred_outstanding(), 1);
+    wait_grace_period();
+    cr_assert_eq(ft_gc_deferred_outstanding(), 0, "not freed after the grace period");
+
+    /* the buffers a dealloc frees are not deferred, only the object itself */
+    void *buf = PyObject_Malloc(64);
+    cr_assert_not_null(buf);
+    PyObject_Free(buf);
+    ft_gc_defer_flush(ts);
+    cr_assert_eq(ft_gc_deferred_outstanding(), 0);
+
+    /* no batch can be allocated: leaked, counted, not reused */
+    int64_t leaked = ft_nongc_leaked();
+    PlainObj *r = PyObject_New(PlainObj, &PlainType);
+    cr_assert_not_null(r);
+    publish((PyObject *)r);
+    plain_leaked_block = r;
+    ft_alloc_fail_after(1);
+    Py_DECREF(r);
+    ft_alloc_fail_after(0);
+    cr_assert_eq(ft_nongc_leaked(), leaked + 1);
+    cr_assert_eq(ft_gc_deferred_outstanding(), 0);
+    cr_assert_eq(__atomic_load_n(&((PyObject *)r)->ob_ref_shared, __ATOMIC_RELAXED),
+                 _Py_REF_MERGED, "the leaked block keeps the dead header");
+#endif
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
 Test(obmalloc, published_remote_free_is_deferred_by_the_owner, .timeout = FT_TIMEOUT(30))
 {
 #ifndef Py_GIL_DISABLED
