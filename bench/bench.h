@@ -194,6 +194,9 @@ bench_workload_fn bench_refcount_run;   /* object.c: refcount, refshared, critse
 bench_workload_fn bench_refshared_run;
 bench_workload_fn bench_critsec_run;
 bench_workload_fn bench_alloc_run;
+bench_workload_fn bench_listbuild_run;  /* containers.c: listbuild, listshared, dictmix */
+bench_workload_fn bench_listshared_run;
+bench_workload_fn bench_dictmix_run;
 
 /* ---- formatting ---------------------------------------------------------- */
 

@@ -42,6 +42,9 @@ static const struct {
     {"refshared", bench_refshared_run},
     {"critsec", bench_critsec_run},
     {"alloc", bench_alloc_run},
+    {"listbuild", bench_listbuild_run},
+    {"listshared", bench_listshared_run},
+    {"dictmix", bench_dictmix_run},
 };
 
 static void

@@ -29,10 +29,11 @@
  *   asked for, as in CPython.
  *
  * FORMATTING
- *   PyErr_Format's formatter is our own (below): the conversions of
- *   PyUnicode_FromFormat that need no str objects.  It writes into a 256-byte
- *   stack buffer and moves to a growing heap buffer only for longer
- *   messages.
+ *   PyErr_Format's formatter is our own (below), shared with
+ *   PyUnicode_FromFormatV (core/unicodeobject.c, through ft_format_v).  It
+ *   writes into a 256-byte stack buffer and moves to a growing heap buffer
+ *   only for longer messages.  %S %R %A call PyObject_Str / Repr / ASCII;
+ *   if one raises, that exception is what the caller ends up with.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -148,11 +149,21 @@ PyErr_SetObject(PyObject *exception, PyObject *value)
         raise_message(ts, exception, msg, msg ? strlen(msg) : 0);
         return;
     }
-    char buf[200];
-    int n = snprintf(buf, sizeof buf,
-                     "PyErr_SetObject: an exception value of type '%.100s' needs str objects "
-                     "(not available yet)", Py_TYPE(value)->tp_name);
-    raise_message(ts, PyExc_SystemError, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    /* CPython would call exception(value); the message of the result,
+     * str(exc), is str(value), or repr(value) for a KeyError (whose str
+     * shows the key's repr).  (A tuple value would be unpacked into
+     * several arguments by CPython; here it is one value.)  If the
+     * conversion fails, its exception is the one left set. */
+    bool key_error = PyType_IsSubtype((PyTypeObject *)exception,
+                                      (PyTypeObject *)PyExc_KeyError);
+    PyObject *text = key_error ? PyObject_Repr(value) : PyObject_Str(value);
+    if (text == NULL) {
+        return;
+    }
+    Py_ssize_t n;
+    const char *msg = PyUnicode_AsUTF8AndSize(text, &n);
+    raise_message(ts, exception, msg, (size_t)n);
+    Py_DECREF(text);
 }
 
 PyObject *
@@ -281,15 +292,25 @@ PyErr_WriteUnraisable(PyObject *obj)
     if (exc == NULL) {
         return;
     }
+    /* repr(obj), computed before taking stderr's lock (a repr may print);
+     * if it fails, object's default repr, which cannot. */
+    PyObject *repr = obj != NULL ? PyObject_Repr(obj) : NULL;
+    if (obj != NULL && repr == NULL) {
+        PyObject *failed = take(ts);
+        Py_XDECREF(failed);
+    }
     flockfile(stderr);
-    if (obj != NULL) {
-        /* object's default repr: the one that needs no str objects */
+    if (repr != NULL) {
+        fprintf(stderr, "Exception ignored in: %s\n", PyUnicode_AsUTF8(repr));
+    }
+    else if (obj != NULL) {
         fprintf(stderr, "Exception ignored in: <%s object at %p>\n", Py_TYPE(obj)->tp_name,
                 (void *)obj);
     }
     print_exception_line(exc);
     fflush(stderr);
     funlockfile(stderr);
+    Py_XDECREF(repr);
     Py_DECREF(exc);
 }
 
@@ -481,6 +502,37 @@ encode_utf8(unsigned long c, char out[4])
 
 enum { LEN_INT, LEN_LONG, LEN_LLONG, LEN_SIZE, LEN_PTRDIFF, LEN_INTMAX };
 
+/* format_v's result when a conversion failed with an exception already set
+ * (a __repr__ / __str__ that raised): any non-NULL marker that is not an
+ * exception type; None is one. */
+#define FMT_RAISED Py_None
+
+/* The text of str object o (%S %R %A %U %V): precision and width count
+ * code points, as CPython's do. */
+static void
+put_str_object(fmt_buf *b, PyObject *o, long prec, size_t width, bool left)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (prec >= 0) {
+        /* Keep the first prec code points: stop at the lead byte of the
+         * (prec+1)th. */
+        Py_ssize_t i = 0;
+        long chars = 0;
+        while (i < n) {
+            if (((unsigned char)s[i] & 0xC0) != 0x80) {
+                if (chars == prec) {
+                    break;
+                }
+                chars++;
+            }
+            i++;
+        }
+        n = i;
+    }
+    put_padded(b, s, (size_t)n, width, left);
+}
+
 /* Format into b.  Returns NULL on success, else the exception type to
  * raise, with its message in err[0..errcap). */
 static PyObject *
@@ -643,10 +695,33 @@ format_v(fmt_buf *b, const char *f, va_list va, char *err, size_t errcap)
         case 'R':
         case 'S':
         case 'U':
-        case 'V':
-            snprintf(err, errcap, "PyErr_Format: %%%c needs str objects (not available yet)",
-                     conv);
-            return PyExc_SystemError;
+        case 'V': {
+            PyObject *o = va_arg(va, PyObject *);
+            const char *fallback = conv == 'V' ? va_arg(va, const char *) : NULL;
+            if (conv == 'V' && o == NULL) {   /* %V: the C string when the object is NULL */
+                put_cstring(b, fallback, prec, width, left);
+                break;
+            }
+            PyObject *text;
+            if (conv == 'U' || conv == 'V') {
+                if (o == NULL || !PyUnicode_Check(o)) {
+                    snprintf(err, errcap, "PyUnicode_FromFormat: %%%c needs a str argument",
+                             conv);
+                    return PyExc_SystemError;
+                }
+                text = Py_NewRef(o);
+            }
+            else {
+                text = conv == 'S' ? PyObject_Str(o)
+                       : conv == 'R' ? PyObject_Repr(o) : PyObject_ASCII(o);
+                if (text == NULL) {
+                    return FMT_RAISED;
+                }
+            }
+            put_str_object(b, text, prec, width, left);
+            Py_DECREF(text);
+            break;
+        }
         default:
             snprintf(err, errcap, "PyErr_Format: unsupported conversion '%%%c' in the format "
                      "string", conv);
@@ -678,7 +753,10 @@ PyErr_Format(PyObject *exception, const char *format, ...)
     va_start(va, format);
     PyObject *failed = format_v(&b, format, va, err, sizeof err);
     va_end(va);
-    if (failed != NULL) {
+    if (failed == FMT_RAISED) {
+        /* a conversion raised: that exception stays set, as in CPython */
+    }
+    else if (failed != NULL) {
         raise_message(ts, failed, err, strlen(err));
     }
     else if (b.oom) {
@@ -691,4 +769,51 @@ PyErr_Format(PyObject *exception, const char *format, ...)
         PyMem_RawFree(b.p);
     }
     return NULL;
+}
+
+char *
+ft_format_v(const char *format, va_list va, size_t *len)
+{
+    fmt_buf b;
+    b.p = b.stack;
+    b.len = 0;
+    b.cap = sizeof b.stack;
+    b.on_heap = false;
+    b.oom = false;
+    char err[160];
+    va_list copy;
+    va_copy(copy, va);
+    PyObject *failed = format_v(&b, format, copy, err, sizeof err);
+    va_end(copy);
+    char *out = NULL;
+    if (failed == FMT_RAISED) {
+        /* the exception is set */
+    }
+    else if (failed != NULL) {
+        PyErr_SetString(failed, err);
+    }
+    else if (b.oom) {
+        PyErr_NoMemory();
+    }
+    else if (b.on_heap) {
+        out = b.p;   /* handed to the caller; buf_reserve left room for the NUL */
+        b.on_heap = false;
+    }
+    else {
+        out = PyMem_RawMalloc(b.len + 1);
+        if (out == NULL) {
+            PyErr_NoMemory();
+        }
+        else {
+            memcpy(out, b.p, b.len);
+        }
+    }
+    if (out != NULL) {
+        out[b.len] = '\0';
+        *len = b.len;
+    }
+    if (b.on_heap) {
+        PyMem_RawFree(b.p);
+    }
+    return out;
 }

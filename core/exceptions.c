@@ -13,11 +13,15 @@
  *         |    +-- IndexError
  *         |    +-- KeyError
  *         +-- MemoryError
+ *         +-- OSError
  *         +-- RuntimeError
  *         +-- StopIteration
  *         +-- SystemError
  *         +-- TypeError
  *         +-- ValueError
+ *              +-- UnicodeError
+ *                   +-- UnicodeDecodeError  (a message only: no encoding,
+ *                                            object, start, end attributes)
  *
  * An instance is a PyBaseExceptionObject: the header and an owned UTF-8
  * message (a PyMem_Raw block, so an exception may be dropped by a thread
@@ -101,12 +105,15 @@ EXCEPTION_TYPE(LookupError, &exc_Exception, "Base class for lookup errors.");
 EXCEPTION_TYPE(IndexError, &exc_LookupError, "Sequence index out of range.");
 EXCEPTION_TYPE(KeyError, &exc_LookupError, "Mapping key not found.");
 EXCEPTION_TYPE(MemoryError, &exc_Exception, "Out of memory.");
+EXCEPTION_TYPE(OSError, &exc_Exception, "Base class for I/O related errors.");
 EXCEPTION_TYPE(RuntimeError, &exc_Exception, "Unspecified run-time error.");
 EXCEPTION_TYPE(StopIteration, &exc_Exception, "Signal the end from iterator.__next__().");
 EXCEPTION_TYPE(SystemError, &exc_Exception,
                "Internal error in the Python interpreter.");
 EXCEPTION_TYPE(TypeError, &exc_Exception, "Inappropriate argument type.");
 EXCEPTION_TYPE(ValueError, &exc_Exception, "Inappropriate argument value (of correct type).");
+EXCEPTION_TYPE(UnicodeError, &exc_ValueError, "Unicode related error.");
+EXCEPTION_TYPE(UnicodeDecodeError, &exc_UnicodeError, "Unicode decoding error.");
 
 PyBaseExceptionObject ft_memory_error_instance = {
     PyObject_HEAD_INIT(&exc_MemoryError)
@@ -121,7 +128,8 @@ ft_exceptions_init(void)
         &exc_BaseException, &exc_Exception, &exc_ArithmeticError, &exc_OverflowError,
         &exc_ZeroDivisionError, &exc_AttributeError, &exc_LookupError, &exc_IndexError,
         &exc_KeyError, &exc_MemoryError, &exc_RuntimeError, &exc_StopIteration,
-        &exc_SystemError, &exc_TypeError, &exc_ValueError,
+        &exc_SystemError, &exc_TypeError, &exc_ValueError, &exc_UnicodeError,
+        &exc_UnicodeDecodeError, &exc_OSError,
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         if (PyType_Ready(types[i]) < 0) {

@@ -288,6 +288,9 @@ Py_FinalizeEx(void)
     __atomic_store_n(&ft_rt.pending_n, 0, __ATOMIC_RELAXED);
     PyMutex_Unlock(&ft_rt.pending_lock);
 
+    /* The interpreter's dict: its contents may need an attached state and
+     * live types. */
+    Py_XDECREF(atomic_exchange_explicit(&interp->dict, NULL, memory_order_acq_rel));
     if (ft_free_threaded) {
         ft_brc_merge_queued(me);   /* objects others dropped to us: destroyed while types live */
     }
@@ -483,6 +486,31 @@ PyInterpreterState_Get(void)
                                         "thread state, but none is attached");
     }
     return ts->base.interp;
+}
+
+PyObject *
+PyInterpreterState_GetDict(PyInterpreterState *interp)
+{
+    if (!interp) {
+        return NULL;
+    }
+    PyObject *d = atomic_load_explicit(&interp->dict, memory_order_acquire);
+    if (d || !PyThreadState_GetUnchecked()) {
+        return d;   /* creating one needs an attached thread state */
+    }
+    PyObject *fresh = PyDict_New();
+    if (!fresh) {
+        PyErr_Clear();   /* CPython: NULL without an exception */
+        return NULL;
+    }
+    /* Acq_rel: release publishes the new dict; on failure, acquire reads
+     * the winner's. */
+    if (atomic_compare_exchange_strong_explicit(&interp->dict, &d, fresh,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        return fresh;
+    }
+    Py_DECREF(fresh);
+    return d;
 }
 
 int64_t

@@ -799,6 +799,7 @@ ft_tstate_clear(ft_tstate *ts)
 {
     ts->cleared = true;
     ts->ensure_counter = 0;
+    Py_CLEAR(ts->dict);   /* may run destructors: before the error indicator goes */
     ft_errors_clear_tstate(ts);
     ft_gc_heap_release(ts);   /* last: the lines above may free GC objects */
 }
@@ -938,6 +939,22 @@ PyThreadState *
 PyThreadState_GetUnchecked(void)
 {
     return (PyThreadState *)ft_tls_current;
+}
+
+PyObject *
+PyThreadState_GetDict(void)
+{
+    ft_tstate *ts = ft_tls_current;
+    if (!ts) {
+        return NULL;
+    }
+    if (!ts->dict) {
+        ts->dict = PyDict_New();   /* only the owner thread touches ts->dict */
+        if (!ts->dict) {
+            PyErr_Clear();   /* CPython: NULL without an exception */
+        }
+    }
+    return ts->dict;
 }
 
 PyThreadState *

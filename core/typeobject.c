@@ -1,7 +1,7 @@
 /* Type objects: PyType_Ready, heap types from a spec, the generic slots, the
  * object protocol the core provides (hash, rich comparison, callable), and
- * the runtime's singletons (None, NotImplemented, True, False) with their
- * types.
+ * the runtime's singletons None and NotImplemented with their types (True
+ * and False are ints: core/longobject.c).
  *
  * TYPES ARE IMMORTAL (both builds, one behaviour)
  *   Every instance holds a reference to its type, so a type's count is the
@@ -286,27 +286,76 @@ PyObject *
 PyObject_Repr(PyObject *o)
 {
     if (o == NULL) {
-        PyErr_SetString(PyExc_SystemError,
-                        "PyObject_Repr: the repr of NULL needs str objects (not available yet)");
-        return NULL;
+        return PyUnicode_FromString("<NULL>");   /* as CPython */
     }
     reprfunc f = Py_TYPE(o)->tp_repr;
     if (f == NULL) {
-        PyErr_Format(PyExc_SystemError,
-                     "PyObject_Repr: the default repr of '%.100s' objects needs str objects "
-                     "(not available yet)", Py_TYPE(o)->tp_name);
+        /* object.__repr__ (CPython names the module too, for types outside
+         * builtins; ftrt's types carry no module yet) */
+        return PyUnicode_FromFormat("<%s object at %p>", Py_TYPE(o)->tp_name, (void *)o);
+    }
+    PyObject *r = f(o);
+    if (r != NULL && !PyUnicode_Check(r)) {
+        PyErr_Format(PyExc_TypeError, "__repr__ returned non-string (type %.200s)",
+                     Py_TYPE(r)->tp_name);
+        Py_DECREF(r);
         return NULL;
     }
-    return f(o);
+    return r;
 }
 
 PyObject *
 PyObject_Str(PyObject *o)
 {
-    if (o != NULL && Py_TYPE(o)->tp_str != NULL) {
-        return Py_TYPE(o)->tp_str(o);
+    if (o == NULL) {
+        return PyUnicode_FromString("<NULL>");
     }
-    return PyObject_Repr(o);   /* CPython's fallback for a type without tp_str */
+    if (PyUnicode_CheckExact(o)) {
+        return Py_NewRef(o);
+    }
+    reprfunc f = Py_TYPE(o)->tp_str;
+    if (f == NULL) {
+        return PyObject_Repr(o);   /* CPython's fallback for a type without tp_str */
+    }
+    PyObject *r = f(o);
+    if (r != NULL && !PyUnicode_Check(r)) {
+        PyErr_Format(PyExc_TypeError, "__str__ returned non-string (type %.200s)",
+                     Py_TYPE(r)->tp_name);
+        Py_DECREF(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Write repr(op), or str(op) with Py_PRINT_RAW, to fp as UTF-8.  A write
+ * error raises OSError (CPython sets it from errno). */
+int
+PyObject_Print(PyObject *op, FILE *fp, int flags)
+{
+    if (fp == NULL) {
+        PyErr_BadInternalCall();
+        return -1;
+    }
+    clearerr(fp);
+    if (op == NULL) {
+        fputs("<nil>", fp);   /* CPython prints this for NULL */
+    }
+    else {
+        PyObject *s = (flags & Py_PRINT_RAW) ? PyObject_Str(op) : PyObject_Repr(op);
+        if (s == NULL) {
+            return -1;
+        }
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+        (void)fwrite(u, 1, (size_t)n, fp);
+        Py_DECREF(s);
+    }
+    if (ferror(fp)) {
+        clearerr(fp);
+        PyErr_SetString(PyExc_OSError, "PyObject_Print: write error");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- object: the root type ------------------------------------------------ */
@@ -419,7 +468,7 @@ PyTypeObject PyType_Type = {
     .tp_base = &PyBaseObject_Type,
 };
 
-/* ---- None, NotImplemented, True, False ----------------------------------------- */
+/* ---- None, NotImplemented ------------------------------------------------------ */
 
 static void
 singleton_dealloc(PyObject *self)
@@ -439,6 +488,13 @@ none_hash(PyObject *self)
 }
 
 static PyObject *
+none_repr(PyObject *self)
+{
+    (void)self;
+    return PyUnicode_FromString("None");
+}
+
+static PyObject *
 none_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     (void)type;
@@ -452,12 +508,20 @@ static PyTypeObject none_type = {
     .tp_name = "NoneType",
     .tp_basicsize = sizeof(PyObject),
     .tp_dealloc = singleton_dealloc,
+    .tp_repr = none_repr,
     .tp_hash = none_hash,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_STATIC_BUILTIN,
     .tp_new = none_new,
 };
 
 PyObject _Py_NoneStruct = _PyObject_HEAD_INIT(&none_type);
+
+static PyObject *
+notimplemented_repr(PyObject *self)
+{
+    (void)self;
+    return PyUnicode_FromString("NotImplemented");
+}
 
 static PyObject *
 notimplemented_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -473,67 +537,14 @@ static PyTypeObject notimplemented_type = {
     .tp_name = "NotImplementedType",
     .tp_basicsize = sizeof(PyObject),
     .tp_dealloc = singleton_dealloc,
+    .tp_repr = notimplemented_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_STATIC_BUILTIN,
     .tp_new = notimplemented_new,
 };
 
 PyObject _Py_NotImplementedStruct = _PyObject_HEAD_INIT(&notimplemented_type);
 
-/* bool compares and hashes as the integers 0 and 1, as in CPython (where it
- * derives from int; here from object until int exists). */
-static Py_hash_t
-bool_hash(PyObject *self)
-{
-    return self == Py_True;
-}
-
-static PyObject *
-bool_richcompare(PyObject *self, PyObject *other, int op)
-{
-    if (!PyBool_Check(self) || !PyBool_Check(other)) {
-        return Py_NewRef(Py_NotImplemented);
-    }
-    int a = self == Py_True, b = other == Py_True;
-    int r;
-    switch (op) {
-    case Py_LT: r = a < b; break;
-    case Py_LE: r = a <= b; break;
-    case Py_EQ: r = a == b; break;
-    case Py_NE: r = a != b; break;
-    case Py_GT: r = a > b; break;
-    default: r = a >= b; break;
-    }
-    return PyBool_FromLong(r);
-}
-
-static PyObject *
-bool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    (void)type;
-    (void)args;
-    (void)kwds;
-    Py_RETURN_FALSE;   /* bool() */
-}
-
-PyTypeObject PyBool_Type = {
-    PyVarObject_HEAD_INIT(&PyType_Type, 0)
-    .tp_name = "bool",
-    .tp_basicsize = sizeof(PyObject),
-    .tp_dealloc = singleton_dealloc,
-    .tp_hash = bool_hash,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_STATIC_BUILTIN,
-    .tp_richcompare = bool_richcompare,
-    .tp_new = bool_new,
-};
-
-PyObject _Py_FalseStruct = _PyObject_HEAD_INIT(&PyBool_Type);
-PyObject _Py_TrueStruct = _PyObject_HEAD_INIT(&PyBool_Type);
-
-PyObject *
-PyBool_FromLong(long v)
-{
-    return v ? Py_True : Py_False;   /* immortal: a new reference costs nothing */
-}
+/* bool, True and False live in core/longobject.c (bool derives from int). */
 
 /* ---- PyType_Ready ---------------------------------------------------------------- */
 
@@ -971,11 +982,21 @@ from_spec(PyType_Spec *spec, PyObject *bases, const char *func)
     }
     /* The base: the bases argument, else Py_tp_base, else object. */
     PyTypeObject *base = NULL;
-    if (bases != NULL) {
+    if (bases != NULL && PyTuple_Check(bases)) {
+        /* single inheritance only: one type in the tuple */
+        if (PyTuple_GET_SIZE(bases) != 1 || !PyType_Check(PyTuple_GET_ITEM(bases, 0))) {
+            PyErr_SetString(PyExc_SystemError,
+                            "PyType_FromSpecWithBases: bases must be a type or a tuple of "
+                            "exactly one type (ftrt has no multiple inheritance)");
+            return NULL;
+        }
+        base = (PyTypeObject *)PyTuple_GET_ITEM(bases, 0);
+    }
+    else if (bases != NULL) {
         if (!PyType_Check(bases)) {
             PyErr_SetString(PyExc_SystemError,
-                            "PyType_FromSpecWithBases: bases must be a type object (a tuple of "
-                            "bases needs tuple objects, not available yet)");
+                            "PyType_FromSpecWithBases: bases must be a type or a tuple of "
+                            "exactly one type");
             return NULL;
         }
         base = (PyTypeObject *)bases;
@@ -1086,12 +1107,18 @@ void
 ft_types_init(void)
 {
     PyTypeObject *statics[] = {
-        &PyBaseObject_Type, &PyType_Type, &none_type, &notimplemented_type, &PyBool_Type,
+        &PyBaseObject_Type, &PyType_Type, &none_type, &notimplemented_type,
+        &PyLong_Type, &PyBool_Type, &PyFloat_Type, &PyUnicode_Type,
+        &PyDict_Type, &PyDictIterKey_Type,
+        &PyTuple_Type, &PyTupleIter_Type, &PyList_Type, &PyListIter_Type,
     };
     for (size_t i = 0; i < sizeof statics / sizeof statics[0]; i++) {
         if (PyType_Ready(statics[i]) < 0) {
             _Py_FatalErrorFunc("Py_Initialize", "cannot ready a built-in type");
         }
+    }
+    if (ft_unicode_init() < 0) {   /* str (also in the list above) and its iterator */
+        _Py_FatalErrorFunc("Py_Initialize", "cannot ready the str types");
     }
     if (ft_exceptions_init() < 0) {
         _Py_FatalErrorFunc("Py_Initialize", "cannot ready the exception types");
@@ -1101,6 +1128,7 @@ ft_types_init(void)
 void
 ft_types_fini(PyInterpreterState *interp)
 {
+    ft_unicode_fini();   /* interned strings: immortal until now */
     ft_heaptype *h = atomic_exchange_explicit(&interp->heap_types, NULL, memory_order_acquire);
     while (h != NULL) {
         ft_heaptype *next = h->next;

@@ -1,6 +1,6 @@
-/* Booleans.  Py_True and Py_False are immortal static objects of
- * PyBool_Type.  (In CPython bool is a subclass of int; ftrt's int arrives
- * with the containers issue, which then makes PyBool_Type derive from it.) */
+/* Booleans.  bool is a subclass of int (core/longobject.c), as in CPython:
+ * Py_True and Py_False are immortal static int objects of PyBool_Type with
+ * the values 1 and 0. */
 #ifndef Py_BOOLOBJECT_H
 #define Py_BOOLOBJECT_H
 
@@ -9,11 +9,11 @@
 #endif
 
 PyAPI_DATA(PyTypeObject) PyBool_Type;
-PyAPI_DATA(PyObject) _Py_FalseStruct;
-PyAPI_DATA(PyObject) _Py_TrueStruct;
+PyAPI_DATA(struct _longobject) _Py_FalseStruct;
+PyAPI_DATA(struct _longobject) _Py_TrueStruct;
 
-#define Py_False (&_Py_FalseStruct)
-#define Py_True (&_Py_TrueStruct)
+#define Py_False _PyObject_CAST(&_Py_FalseStruct)
+#define Py_True _PyObject_CAST(&_Py_TrueStruct)
 #define PyBool_Check(x) Py_IS_TYPE((x), &PyBool_Type)
 
 static inline int Py_IsTrue(PyObject *x) { return Py_Is(x, Py_True); }

@@ -20,6 +20,8 @@
 #ifndef Py_OBJECT_H
 #define Py_OBJECT_H
 
+#include <stdio.h>
+
 #include "pyport.h"
 #include "lock.h"
 
@@ -410,6 +412,10 @@ PyObject_TypeCheck(PyObject *ob, PyTypeObject *type)
 /* Generic object protocol (what the object core provides). */
 PyAPI_FUNC(PyObject *) PyObject_Repr(PyObject *o);
 PyAPI_FUNC(PyObject *) PyObject_Str(PyObject *o);
+/* Write repr(o) (str(o) with Py_PRINT_RAW) to fp; 0, or -1 with an
+ * exception set (OSError for a write error). */
+#define Py_PRINT_RAW 1
+PyAPI_FUNC(int) PyObject_Print(PyObject *o, FILE *fp, int flags);
 PyAPI_FUNC(Py_hash_t) PyObject_Hash(PyObject *o);
 PyAPI_FUNC(Py_hash_t) PyObject_HashNotImplemented(PyObject *o);
 PyAPI_FUNC(PyObject *) PyObject_RichCompare(PyObject *a, PyObject *b, int op);

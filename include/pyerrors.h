@@ -8,10 +8,10 @@
  * without is a fatal error naming the function.
  *
  * Exception objects are simple (a type and a UTF-8 message).  PyErr_Format
- * understands PyUnicode_FromFormat's conversions that need no str object:
- * %s %c %d %i %u %x %X %o %p %% with the l, ll, z, t and j sizes, the - and
- * 0 flags, widths and precisions (also *), and %T / %N (type names);
- * %R %S %A %U %V raise SystemError until str exists.  PyErr_SetObject takes
+ * understands PyUnicode_FromFormat's conversions: %s %c %d %i %u %x %X %o
+ * %p %% with the l, ll, z, t and j sizes, the - and 0 flags, widths and
+ * precisions (also *), %T / %N (type names), and the object conversions
+ * %S %R %A %U %V (str(), repr(), ascii(), a str).  PyErr_SetObject takes
  * None, NULL or an exception instance as the value (other values need
  * str). */
 #ifndef Py_PYERRORS_H
@@ -50,6 +50,9 @@ PyAPI_DATA(PyObject *) PyExc_LookupError;
 PyAPI_DATA(PyObject *) PyExc_MemoryError;
 PyAPI_DATA(PyObject *) PyExc_TypeError;
 PyAPI_DATA(PyObject *) PyExc_ValueError;
+PyAPI_DATA(PyObject *) PyExc_UnicodeError;
+PyAPI_DATA(PyObject *) PyExc_UnicodeDecodeError;
+PyAPI_DATA(PyObject *) PyExc_OSError;
 PyAPI_DATA(PyObject *) PyExc_IndexError;
 PyAPI_DATA(PyObject *) PyExc_KeyError;
 PyAPI_DATA(PyObject *) PyExc_OverflowError;

@@ -41,11 +41,18 @@ PyAPI_FUNC(PyThreadState *) PyThreadState_GetUnchecked(void);
 PyAPI_FUNC(PyThreadState *) PyThreadState_Swap(PyThreadState *tstate);
 PyAPI_FUNC(PyInterpreterState *) PyThreadState_GetInterpreter(PyThreadState *tstate);
 PyAPI_FUNC(uint64_t) PyThreadState_GetID(PyThreadState *tstate);
+/* The attached state's dict for extensions' per-thread data (borrowed);
+ * NULL, without an exception, if no state is attached or it cannot be
+ * created. */
+PyAPI_FUNC(PyObject *) PyThreadState_GetDict(void);
 
 /* ---- interpreters and walking (debuggers, profilers) ------------------ */
 
 PyAPI_FUNC(PyInterpreterState *) PyInterpreterState_Get(void);
 PyAPI_FUNC(int64_t) PyInterpreterState_GetID(PyInterpreterState *interp);
+/* interp's dict for extensions' per-interpreter data (borrowed); NULL,
+ * without an exception, if it cannot be created. */
+PyAPI_FUNC(PyObject *) PyInterpreterState_GetDict(PyInterpreterState *interp);
 PyAPI_FUNC(PyInterpreterState *) PyInterpreterState_Head(void);
 PyAPI_FUNC(PyInterpreterState *) PyInterpreterState_Main(void);
 PyAPI_FUNC(PyInterpreterState *) PyInterpreterState_Next(PyInterpreterState *interp);

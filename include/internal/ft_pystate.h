@@ -78,6 +78,7 @@ typedef struct ft_tstate {
     uintptr_t critical_section;      /* top section, tagged (core/critical_section.c) */
     PyObject *current_exception;     /* the error indicator (core/errors.c) */
     struct ft_gc_heap *gc_heap;      /* its GC objects (core/obmalloc.c); NULL until the first */
+    PyObject *dict;                  /* PyThreadState_GetDict (owner thread; cleared by ft_tstate_clear) */
     struct cds_lfht_node node;       /* interp->threads, keyed by id */
     ft_rcu_head rcu;
 } ft_tstate;
@@ -126,6 +127,9 @@ struct _is {
      * Py_Initialize cycles. */
     ft_raw_mutex gc_heaps_lock;
     struct ft_gc_heap *gc_live, *gc_orphans;
+    /* PyInterpreterState_GetDict: created on first use (CAS), cleared by
+     * Py_FinalizeEx while types are alive. */
+    PyObject *_Atomic dict;
 };
 
 #define FT_FINALIZED ((ft_tstate *)(uintptr_t)1)

@@ -8,6 +8,7 @@
 #ifndef FT_TYPES_H
 #define FT_TYPES_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "ft_core.h"
@@ -28,9 +29,9 @@ typedef struct ft_heaptype {
     char name[];                    /* owned copy of spec->name */
 } ft_heaptype;
 
-/* Ready every static type of the runtime (object, type, bool, NoneType,
- * NotImplementedType, the exceptions); fatal on failure, which would be a
- * bug in ftrt. */
+/* Ready every static type of the runtime (object, type, NoneType,
+ * NotImplementedType, int, bool, float, str, the containers, the
+ * exceptions); fatal on failure, which would be a bug in ftrt. */
 FT_INTERNAL void ft_types_init(void);
 /* Free interp's heap types.  Nothing may use them afterwards. */
 FT_INTERNAL void ft_types_fini(PyInterpreterState *interp);
@@ -57,5 +58,23 @@ FT_INTERNAL int ft_exceptions_init(void);
  * which arrives with the containers issue).  NULL with an exception set
  * (MemoryError) on failure. */
 FT_INTERNAL PyObject *ft_exception_new(PyTypeObject *type, const char *msg, size_t len);
+
+/* ---- core/unicodeobject.c ---------------------------------------------- */
+
+/* Ready str and its iterator type (ft_types_init calls it). */
+FT_INTERNAL int ft_unicode_init(void);
+/* Free the interned strings and the intern table (ft_types_fini calls it;
+ * no other thread runs). */
+FT_INTERNAL void ft_unicode_fini(void);
+/* How many strings are interned (tests). */
+FT_INTERNAL Py_ssize_t ft_unicode_interned_count(void);
+
+/* ---- core/errors.c: the formatter of PyErr_Format and PyUnicode_FromFormatV ---- */
+
+/* Format like PyUnicode_FromFormatV (va is not consumed: the formatter
+ * works on a copy).  Returns a PyMem_Raw block of *len bytes plus a NUL
+ * (the caller frees it), or NULL with an exception set: MemoryError, the
+ * exception a %S/%R/%A conversion raised, SystemError for a bad format. */
+FT_INTERNAL char *ft_format_v(const char *format, va_list va, size_t *len);
 
 #endif /* FT_TYPES_H */

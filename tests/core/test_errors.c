@@ -227,10 +227,15 @@ Test(errors, set_object_with_each_kind_of_value)
     expect_error(PyExc_IndexError, "");
     PyErr_SetObject(PyExc_IndexError, NULL);
     expect_error(PyExc_IndexError, "");
-    /* any other value needs str objects */
+    /* any other value: the message is str(value), repr(value) for KeyError */
     PyErr_SetObject(PyExc_IndexError, Py_True);
-    expect_error(PyExc_SystemError, "PyErr_SetObject: an exception value of type 'bool' needs "
-                                    "str objects (not available yet)");
+    expect_error(PyExc_IndexError, "True");
+    PyObject *key = PyUnicode_FromString("k");
+    PyErr_SetObject(PyExc_ValueError, key);
+    expect_error(PyExc_ValueError, "k");
+    PyErr_SetObject(PyExc_KeyError, key);
+    expect_error(PyExc_KeyError, "'k'");
+    Py_DECREF(key);
     /* not an exception class */
     PyErr_SetObject((PyObject *)&PyBool_Type, NULL);
     expect_error(PyExc_SystemError, "exception bool is not a BaseException subclass");
@@ -354,13 +359,17 @@ Test(errors, format_specials)
     expect_error(PyExc_TypeError, "got NoneType, want bool");
     cr_assert_null(PyErr_Format(PyExc_TypeError, "%#T", Py_True));
     expect_error(PyExc_TypeError, "bool");
-    /* conversions that need str objects, unknown ones, a dangling % */
-    const char *needs_str[] = { "%R", "%S", "%A", "%U", "%V" };
-    for (size_t i = 0; i < 5; i++) {
+    /* the object conversions (tested in depth in test_unicodeobject.c):
+     * str(), repr(), ascii() of any object; %U and %V need a str */
+    PyErr_SetString(PyExc_KeyError, "cleared first");
+    cr_assert_null(PyErr_Format(PyExc_ValueError, "%R|%S|%A", Py_None, Py_True, Py_None));
+    expect_error(PyExc_ValueError, "None|True|None");
+    const char *needs_str[] = { "%U", "%V" };
+    for (size_t i = 0; i < 2; i++) {
         PyErr_SetString(PyExc_KeyError, "cleared first");
-        cr_assert_null(PyErr_Format(PyExc_ValueError, needs_str[i], Py_None));
+        cr_assert_null(PyErr_Format(PyExc_ValueError, needs_str[i], Py_None, "unused"));
         char want[100];
-        snprintf(want, sizeof want, "PyErr_Format: %s needs str objects (not available yet)",
+        snprintf(want, sizeof want, "PyUnicode_FromFormat: %s needs a str argument",
                  needs_str[i]);
         expect_error(PyExc_SystemError, want);
     }
@@ -497,11 +506,16 @@ write_unraisable_nothing_set(void)
 
 Test(errors, write_unraisable)
 {
-    unraisable_obj = Py_None;
+    unraisable_obj = Py_None;   /* repr(obj) */
+    cr_assert_str_eq(capture_stderr(write_unraisable),
+                     "Exception ignored in: None\nRuntimeError: oops\n");
+    cr_assert_null(PyErr_Occurred());
+    unraisable_obj = PyBaseObject_Type.tp_alloc(&PyBaseObject_Type, 0);   /* the default repr */
     char want[200];
-    snprintf(want, sizeof want, "Exception ignored in: <NoneType object at %p>\nRuntimeError: "
-             "oops\n", (void *)Py_None);
+    snprintf(want, sizeof want, "Exception ignored in: <object object at %p>\nRuntimeError: "
+             "oops\n", (void *)unraisable_obj);
     cr_assert_str_eq(capture_stderr(write_unraisable), want);
+    Py_DECREF(unraisable_obj);
     cr_assert_null(PyErr_Occurred());
     unraisable_obj = NULL;
     cr_assert_str_eq(capture_stderr(write_unraisable), "RuntimeError: oops\n");

@@ -11,7 +11,7 @@
  * free their instances, including frees by a thread that did not allocate;
  * finalization frees heap types (50 cycles, the tracer sees them go); the
  * object protocol (hash, rich comparison with reflection, callable, repr and
- * str without str objects); misuse that is fatal.
+ * str: the type's slots, the default repr); misuse that is fatal.
  *
  * Helper threads only record into atomics; the test's main thread asserts.
  */
@@ -149,7 +149,9 @@ Test(typeobject, static_types_are_ready_and_immortal)
         cr_assert_eq(Py_REFCNT(types[i]), _Py_IMMORTAL_REFCNT);
         cr_assert(_Py_IsImmortal((PyObject *)types[i]));
         if (types[i] != &PyBaseObject_Type) {
-            cr_assert_eq(types[i]->tp_base, &PyBaseObject_Type, "%s's base", names[i]);
+            /* bool derives from int (core/longobject.c), the others from object */
+            PyTypeObject *base = types[i] == &PyBool_Type ? &PyLong_Type : &PyBaseObject_Type;
+            cr_assert_eq(types[i]->tp_base, base, "%s's base", names[i]);
         }
     }
     cr_assert_null(PyBaseObject_Type.tp_base);
@@ -461,7 +463,7 @@ static PyObject *
 some_repr(PyObject *self)
 {
     (void)self;
-    return Py_NewRef(Py_None);
+    return PyUnicode_FromString("some repr");
 }
 
 Test(typeobject, get_slot)
@@ -765,7 +767,14 @@ Test(typeobject, from_spec_builds_an_immortal_heap_type)
     PyObject *sub2 = PyType_FromSpecWithBases(&sub_spec, t);
     cr_assert_not_null(sub2);
     cr_assert_eq(((PyTypeObject *)sub2)->tp_base, tp);
-    cr_assert_eq(ft_heap_types_count(interp), before + 3);
+    /* and through a one-element tuple of bases, CPython's usual form */
+    PyObject *bases = PyTuple_Pack(1, t);
+    cr_assert_not_null(bases);
+    PyObject *sub3 = PyType_FromSpecWithBases(&sub_spec, bases);
+    Py_DECREF(bases);
+    cr_assert_not_null(sub3);
+    cr_assert_eq(((PyTypeObject *)sub3)->tp_base, tp);
+    cr_assert_eq(ft_heap_types_count(interp), before + 4);
 }
 
 Test(typeobject, heap_type_finalizer_runs_once_and_may_resurrect)
@@ -857,7 +866,12 @@ Test(typeobject, from_spec_errors)
     cr_assert_null(PyType_FromSpec(&spec));
     expect_error(PyExc_TypeError, "type 'bool' is not an acceptable base type");
     cr_assert_null(PyType_FromSpecWithBases(&spec, Py_None));
-    expect_error(PyExc_SystemError, "bases must be a type object");
+    expect_error(PyExc_SystemError, "bases must be a type or a tuple of exactly one type");
+    PyObject *two = PyTuple_Pack(2, (PyObject *)&PyBaseObject_Type, (PyObject *)&PyLong_Type);
+    cr_assert_not_null(two);
+    cr_assert_null(PyType_FromSpecWithBases(&spec, two));
+    expect_error(PyExc_SystemError, "no multiple inheritance");
+    Py_DECREF(two);
     PyType_Slot none[] = { { 0, NULL } };
     spec.slots = none;
     spec.basicsize = 8;
@@ -1277,20 +1291,26 @@ static PyObject *
 str_slot(PyObject *self)
 {
     (void)self;
-    return Py_NewRef(Py_True);
+    return PyUnicode_FromString("from tp_str");
 }
 
-Test(typeobject, repr_and_str_without_str_objects)
+/* The defaults (CPython's object.__repr__ and str's fallback to repr) are
+ * tested with str in tests/core/test_unicodeobject.c; here: the type's own
+ * slots are used, and str falls back to repr. */
+Test(typeobject, repr_and_str_defaults_and_slots)
 {
     cr_assert_eq(PyType_Ready(&plain_type), 0);
     PyObject *x = PyType_GenericAlloc(&plain_type, 0);
-    cr_assert_null(PyObject_Repr(x));
-    expect_error(PyExc_SystemError, "the default repr of 'test.Plain' objects needs str objects "
-                                    "(not available yet)");
-    cr_assert_null(PyObject_Str(x));
-    expect_error(PyExc_SystemError, "needs str objects (not available yet)");
-    cr_assert_null(PyObject_Repr(NULL));
-    expect_error(PyExc_SystemError, "needs str objects");
+    char want[80];
+    snprintf(want, sizeof want, "<test.Plain object at %p>", (void *)x);
+    PyObject *dr = PyObject_Repr(x);
+    cr_assert_not_null(dr);
+    cr_assert_str_eq(PyUnicode_AsUTF8(dr), want);
+    Py_DECREF(dr);
+    dr = PyObject_Str(x);
+    cr_assert_not_null(dr);
+    cr_assert_str_eq(PyUnicode_AsUTF8(dr), want);
+    Py_DECREF(dr);
     Py_DECREF(x);
     /* a type's own slots are used */
     PyType_Slot slots[] = { { Py_tp_repr, FP(some_repr) }, { 0, NULL } };
@@ -1298,10 +1318,10 @@ Test(typeobject, repr_and_str_without_str_objects)
     PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&spec);
     PyObject *o = tp->tp_alloc(tp, 0);
     PyObject *r = PyObject_Repr(o);
-    cr_assert_eq(r, Py_None);
+    cr_assert(PyUnicode_EqualToUTF8(r, "some repr"));
     Py_DECREF(r);
     r = PyObject_Str(o);
-    cr_assert_eq(r, Py_None, "no tp_str: str falls back to repr");
+    cr_assert(PyUnicode_EqualToUTF8(r, "some repr"), "no tp_str: str falls back to repr");
     Py_DECREF(r);
     Py_DECREF(o);
     PyType_Slot sslots[] = { { Py_tp_base, tp }, { Py_tp_str, FP(str_slot) }, { 0, NULL } };
@@ -1309,7 +1329,7 @@ Test(typeobject, repr_and_str_without_str_objects)
     PyTypeObject *st = (PyTypeObject *)PyType_FromSpec(&sspec);
     o = st->tp_alloc(st, 0);
     r = PyObject_Str(o);
-    cr_assert_eq(r, Py_True);
+    cr_assert(PyUnicode_EqualToUTF8(r, "from tp_str"));
     Py_DECREF(r);
     Py_DECREF(o);
 }

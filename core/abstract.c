@@ -1,0 +1,511 @@
+/* The abstract object protocol: operations that dispatch on type slots
+ * (CPython 3.13's names, messages and error conventions).  Nothing here
+ * keeps state, so there is no concurrency protocol of its own: each call
+ * inherits the thread safety of the slots it calls.
+ *
+ */
+#include "Python.h"
+
+#include "ft_types.h"
+
+static PyObject *
+null_error(void)
+{
+    if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_SystemError, "null argument to internal routine");
+    }
+    return NULL;
+}
+
+static PyObject *
+type_error(const char *msg, PyObject *o)
+{
+    PyErr_Format(PyExc_TypeError, msg, Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
+/* ---- size, truth --------------------------------------------------------------------- */
+
+Py_ssize_t
+PyObject_Size(PyObject *o)
+{
+    if (o == NULL) {
+        null_error();
+        return -1;
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_length != NULL) {
+        return sq->sq_length(o);
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_length != NULL) {
+        return mp->mp_length(o);
+    }
+    type_error("object of type '%.200s' has no len()", o);
+    return -1;
+}
+
+Py_ssize_t
+PyObject_Length(PyObject *o)
+{
+    return PyObject_Size(o);
+}
+
+int
+PyObject_IsTrue(PyObject *o)
+{
+    return ft_object_is_true(o);
+}
+
+int
+PyObject_Not(PyObject *o)
+{
+    int t = ft_object_is_true(o);
+    return t < 0 ? t : !t;
+}
+
+/* ---- subscription ------------------------------------------------------------------------- */
+
+PyObject *
+PyObject_GetItem(PyObject *o, PyObject *key)
+{
+    if (o == NULL || key == NULL) {
+        return null_error();
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_subscript != NULL) {
+        return mp->mp_subscript(o, key);
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_item != NULL) {
+        if (PyIndex_Check(key)) {
+            Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+            if (i == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+            return PySequence_GetItem(o, i);
+        }
+        PyErr_Format(PyExc_TypeError, "sequence index must be integer, not '%.200s'",
+                     Py_TYPE(key)->tp_name);
+        return NULL;
+    }
+    return type_error("'%.200s' object is not subscriptable", o);
+}
+
+int
+PyObject_SetItem(PyObject *o, PyObject *key, PyObject *v)
+{
+    if (o == NULL || key == NULL || v == NULL) {
+        null_error();
+        return -1;
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_ass_subscript != NULL) {
+        return mp->mp_ass_subscript(o, key, v);
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_ass_item != NULL) {
+        if (PyIndex_Check(key)) {
+            Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+            if (i == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            return PySequence_SetItem(o, i, v);
+        }
+        PyErr_Format(PyExc_TypeError, "sequence index must be integer, not '%.200s'",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    type_error("'%.200s' object does not support item assignment", o);
+    return -1;
+}
+
+int
+PyObject_DelItem(PyObject *o, PyObject *key)
+{
+    if (o == NULL || key == NULL) {
+        null_error();
+        return -1;
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_ass_subscript != NULL) {
+        return mp->mp_ass_subscript(o, key, NULL);
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_ass_item != NULL) {
+        if (PyIndex_Check(key)) {
+            Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+            if (i == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            return PySequence_DelItem(o, i);
+        }
+        PyErr_Format(PyExc_TypeError, "sequence index must be integer, not '%.200s'",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    type_error("'%.200s' object does not support item deletion", o);
+    return -1;
+}
+
+/* ---- iteration ------------------------------------------------------------------------- */
+
+PyObject *
+PyObject_SelfIter(PyObject *o)
+{
+    return Py_NewRef(o);
+}
+
+int
+PyIter_Check(PyObject *o)
+{
+    iternextfunc f = Py_TYPE(o)->tp_iternext;
+    return f != NULL;
+}
+
+PyObject *
+PyObject_GetIter(PyObject *o)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    getiterfunc f = Py_TYPE(o)->tp_iter;
+    if (f == NULL) {
+        /* CPython falls back to a sequence iterator over sq_item; ftrt
+         * has none yet. */
+        return type_error("'%.200s' object is not iterable", o);
+    }
+    PyObject *res = f(o);
+    if (res != NULL && !PyIter_Check(res)) {
+        PyErr_Format(PyExc_TypeError, "iter() returned non-iterator of type '%.100s'",
+                     Py_TYPE(res)->tp_name);
+        Py_DECREF(res);
+        return NULL;
+    }
+    return res;
+}
+
+PyObject *
+PyIter_Next(PyObject *iter)
+{
+    iternextfunc f = Py_TYPE(iter)->tp_iternext;
+    if (f == NULL) {
+        return type_error("'%.200s' object is not an iterator", iter);
+    }
+    PyObject *res = f(iter);
+    if (res == NULL && PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear();
+    }
+    return res;
+}
+
+/* ---- sequences --------------------------------------------------------------------------- */
+
+int
+PySequence_Check(PyObject *o)
+{
+    /* CPython: anything with sq_item that is not a dict. */
+    if (PyType_HasFeature(Py_TYPE(o), Py_TPFLAGS_DICT_SUBCLASS)) {
+        return 0;
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    return sq != NULL && sq->sq_item != NULL;
+}
+
+Py_ssize_t
+PySequence_Size(PyObject *o)
+{
+    if (o == NULL) {
+        null_error();
+        return -1;
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_length != NULL) {
+        return sq->sq_length(o);
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_length != NULL) {
+        type_error("%.200s is not a sequence", o);
+        return -1;
+    }
+    type_error("object of type '%.200s' has no len()", o);
+    return -1;
+}
+
+Py_ssize_t
+PySequence_Length(PyObject *o)
+{
+    return PySequence_Size(o);
+}
+
+/* A negative index counts from the end (sq_length), as CPython's
+ * PySequence_* do. */
+static int
+adjust_index(PyObject *o, PySequenceMethods *sq, Py_ssize_t *i)
+{
+    if (*i < 0 && sq->sq_length != NULL) {
+        Py_ssize_t n = sq->sq_length(o);
+        if (n < 0) {
+            return -1;
+        }
+        *i += n;
+    }
+    return 0;
+}
+
+PyObject *
+PySequence_GetItem(PyObject *o, Py_ssize_t i)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_item != NULL) {
+        if (adjust_index(o, sq, &i) < 0) {
+            return NULL;
+        }
+        return sq->sq_item(o, i);
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_subscript != NULL) {
+        return type_error("%.200s is not a sequence", o);
+    }
+    return type_error("'%.200s' object does not support indexing", o);
+}
+
+int
+PySequence_SetItem(PyObject *o, Py_ssize_t i, PyObject *v)
+{
+    if (o == NULL) {
+        null_error();
+        return -1;
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_ass_item != NULL) {
+        if (adjust_index(o, sq, &i) < 0) {
+            return -1;
+        }
+        return sq->sq_ass_item(o, i, v);
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_ass_subscript != NULL) {
+        type_error("%.200s is not a sequence", o);
+        return -1;
+    }
+    type_error("'%.200s' object does not support item assignment", o);
+    return -1;
+}
+
+int
+PySequence_DelItem(PyObject *o, Py_ssize_t i)
+{
+    if (o == NULL) {
+        null_error();
+        return -1;
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_ass_item != NULL) {
+        if (adjust_index(o, sq, &i) < 0) {
+            return -1;
+        }
+        return sq->sq_ass_item(o, i, NULL);
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_ass_subscript != NULL) {
+        type_error("%.200s is not a sequence", o);
+        return -1;
+    }
+    type_error("'%.200s' object doesn't support item deletion", o);
+    return -1;
+}
+
+int
+PySequence_Contains(PyObject *seq, PyObject *ob)
+{
+    if (seq == NULL || ob == NULL) {
+        null_error();
+        return -1;
+    }
+    PySequenceMethods *sq = Py_TYPE(seq)->tp_as_sequence;
+    if (sq != NULL && sq->sq_contains != NULL) {
+        return sq->sq_contains(seq, ob);
+    }
+    /* Otherwise search by iteration, as CPython does. */
+    PyObject *it = PyObject_GetIter(seq);
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Format(PyExc_TypeError, "argument of type '%.200s' is not iterable",
+                         Py_TYPE(seq)->tp_name);
+        }
+        return -1;
+    }
+    PyObject *item;
+    int found = 0;
+    while (found == 0 && (item = PyIter_Next(it)) != NULL) {
+        found = PyObject_RichCompareBool(item, ob, Py_EQ);
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (found == 0 && PyErr_Occurred()) {
+        return -1;
+    }
+    return found;
+}
+
+PyObject *
+PySequence_List(PyObject *o)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    if (PyList_Extend(list, o) < 0) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+PyObject *
+PySequence_Tuple(PyObject *o)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    if (PyTuple_CheckExact(o)) {
+        return Py_NewRef(o);
+    }
+    if (PyList_Check(o)) {
+        return PyList_AsTuple(o);
+    }
+    PyObject *list = PySequence_List(o);
+    if (list == NULL) {
+        return NULL;
+    }
+    PyObject *t = PyList_AsTuple(list);
+    Py_DECREF(list);
+    return t;
+}
+
+PyObject *
+PySequence_Fast(PyObject *o, const char *m)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    if (PyList_CheckExact(o) || PyTuple_CheckExact(o)) {
+        return Py_NewRef(o);
+    }
+    PyObject *it = PyObject_GetIter(o);
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_SetString(PyExc_TypeError, m);
+        }
+        return NULL;
+    }
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    int rc = PyList_Extend(list, it);
+    Py_DECREF(it);
+    if (rc < 0) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+/* ---- numbers ---------------------------------------------------------------------------- */
+
+int
+PyIndex_Check(PyObject *o)
+{
+    PyNumberMethods *nb = Py_TYPE(o)->tp_as_number;
+    return nb != NULL && nb->nb_index != NULL;
+}
+
+static PyObject *
+number_index(PyObject *o)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    if (PyType_HasFeature(Py_TYPE(o), Py_TPFLAGS_LONG_SUBCLASS)) {
+        return Py_NewRef(o);
+    }
+    if (!PyIndex_Check(o)) {
+        return type_error("'%.200s' object cannot be interpreted as an integer", o);
+    }
+    PyObject *res = Py_TYPE(o)->tp_as_number->nb_index(o);
+    if (res == NULL) {
+        return NULL;
+    }
+    if (!PyType_HasFeature(Py_TYPE(res), Py_TPFLAGS_LONG_SUBCLASS)) {
+        PyErr_Format(PyExc_TypeError, "__index__ returned non-int (type %.200s)",
+                     Py_TYPE(res)->tp_name);
+        Py_DECREF(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* The public one returns an exact int (CPython copies an int subclass's
+ * value; bool gives 0 or 1 as an int). */
+static PyObject *
+exact_int(PyObject *res)
+{
+    if (res == NULL || PyLong_CheckExact(res)) {
+        return res;
+    }
+    long long v = PyLong_AsLongLong(res);   /* 64-bit ints: a subclass fits too */
+    Py_DECREF(res);
+    if (v == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromLongLong(v);
+}
+
+PyObject *
+PyNumber_Index(PyObject *o)
+{
+    return exact_int(number_index(o));
+}
+
+Py_ssize_t
+PyNumber_AsSsize_t(PyObject *o, PyObject *exc)
+{
+    PyObject *idx = number_index(o);
+    if (idx == NULL) {
+        return -1;
+    }
+    Py_ssize_t v = PyLong_AsSsize_t(idx);
+    if (v != -1 || !PyErr_Occurred()) {
+        Py_DECREF(idx);
+        return v;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        Py_DECREF(idx);
+        return -1;
+    }
+    PyErr_Clear();
+    if (exc != NULL) {
+        Py_DECREF(idx);
+        PyErr_Format(exc, "cannot fit '%.200s' into an index-sized integer",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    /* Clamp by the sign. */
+    PyObject *zero = PyLong_FromLong(0);
+    int neg = zero == NULL ? -1 : PyObject_RichCompareBool(idx, zero, Py_LT);
+    Py_XDECREF(zero);
+    Py_DECREF(idx);
+    if (neg < 0) {
+        return -1;
+    }
+    return neg ? PY_SSIZE_T_MIN : PY_SSIZE_T_MAX;
+}
