@@ -1,7 +1,7 @@
 /* ftrt-bench: measures ftrt's free-threaded build against its GIL build.
  *
- *     ftrt-bench --quick              about a minute (.ci/bench, the README's command)
- *     ftrt-bench [--full]             the full run (about three minutes)
+ *     ftrt-bench --quick              about 2.5 minutes (.ci/bench, the README's command)
+ *     ftrt-bench [--full]             the full run (about six minutes)
  *     ftrt-bench --smoke              tiny sizes, one round: the CI test
  *     ftrt-bench --rounds 7 --threads 1,2,4 --workload mutex
  *     ftrt-bench --workload attach,gilstate,tstate,tss,churn   the thread states
@@ -384,8 +384,8 @@ typedef struct run_mode {
  * thread-state workloads 8, the object core 7.  The wall samples dominate:
  * (3 locks + 3 churn + 2 refcount subjects) x 4 thread counts x 2 builds x
  * samples x ms per round. */
-static const run_mode mode_full = {"full", 5, 7, 20, 3, 200};    /* ~4 min */
-static const run_mode mode_quick = {"quick", 3, 5, 10, 3, 100};  /* ~1 min */
+static const run_mode mode_full = {"full", 5, 7, 20, 3, 200};    /* ~6 min */
+static const run_mode mode_quick = {"quick", 3, 5, 10, 3, 100};  /* ~2.5 min */
 static const run_mode mode_smoke = {"smoke", 1, 1, 1, 1, 5};     /* ~1 s */
 
 enum { VARIANT_FT, VARIANT_GIL, N_VARIANTS };
@@ -421,8 +421,8 @@ usage(FILE *f)
     fprintf(f,
         "usage: ftrt-bench [--full | --quick | --smoke] [--rounds N]\n"
         "                  [--threads 1,2,4,8] [--workload LIST]\n"
-        "  --full        the default: 5 rounds, 200 ms multi-thread samples (~4 min)\n"
-        "  --quick       3 rounds, shorter samples (about a minute)\n"
+        "  --full        the default: 5 rounds, 200 ms multi-thread samples (~6 min)\n"
+        "  --quick       3 rounds, shorter samples (about 2.5 minutes)\n"
         "  --smoke       tiny sizes and one round; checks that every measurement\n"
         "                produced a positive number (for CI; no timing asserted)\n"
         "  --rounds N    FT,GIL worker pairs per measurement (default 5, quick 3)\n"

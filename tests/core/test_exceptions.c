@@ -12,6 +12,7 @@
  */
 #include "harness.h"
 #include "test_util.h"
+#include "test_objects.h"
 
 #include "ft_alloc.h"
 #include "ft_object.h"
@@ -49,17 +50,6 @@ fn_ptr(void (*f)(void))
 }
 #define FP(f) fn_ptr((void (*)(void))(f))
 
-static void
-expect_error(PyObject *type, const char *needle)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    cr_assert_not_null(exc, "no exception set (expected %s)", ((PyTypeObject *)type)->tp_name);
-    const char *msg = PyException_GetMessageUTF8(exc);
-    cr_assert_eq((PyObject *)Py_TYPE(exc), type, "got %s (\"%s\"), expected %s",
-                 Py_TYPE(exc)->tp_name, msg, ((PyTypeObject *)type)->tp_name);
-    cr_assert(strstr(msg, needle) != NULL, "message \"%s\" lacks \"%s\"", msg, needle);
-    Py_DECREF(exc);
-}
 
 /* ---- the built-in classes ------------------------------------------------------ */
 
@@ -136,11 +126,11 @@ Test(exceptions, instances_and_messages)
     Py_DECREF(n);
 
     cr_assert_null(PyException_GetMessageUTF8(Py_None));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_null(PyException_GetMessageUTF8(NULL));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_null(PyException_GetMessageUTF8(PyExc_KeyError), "a class is not an instance");
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
 }
 
 Test(exceptions, static_memory_error_instance)
@@ -225,14 +215,14 @@ Test(exceptions, user_exception_from_spec)
     PyErr_SetString(sub, "deep");
     cr_assert(PyErr_ExceptionMatches(my));
     cr_assert(PyErr_ExceptionMatches(PyExc_ValueError));
-    expect_error(sub, "deep");
+    test_expect_error(sub, "deep");
     cr_assert_eq(atomic_load(&my_frees), 21);
 
     /* smaller than an exception object: refused */
     PyType_Slot none[] = { { 0, NULL } };
     PyType_Spec small = { "mymod.Small", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, none };
     cr_assert_null(PyType_FromSpecWithBases(&small, PyExc_Exception));
-    expect_error(PyExc_TypeError, "is smaller than that of its base 'Exception'");
+    test_expect_error(PyExc_TypeError, "is smaller than that of its base 'Exception'");
 }
 
 Test(exceptions, user_gc_exception)

@@ -17,6 +17,7 @@
  */
 #include "harness.h"
 #include "test_util.h"
+#include "test_objects.h"
 
 #include "ft_alloc.h"
 #include "ft_object.h"
@@ -49,19 +50,6 @@ TestSuite(typeobject, .init = setup, .fini = teardown, .timeout = FT_TIMEOUT(30)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* The raised exception must be exactly `type` with `needle` in its message;
- * clears it. */
-static void
-expect_error(PyObject *type, const char *needle)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    cr_assert_not_null(exc, "no exception set (expected %s)", ((PyTypeObject *)type)->tp_name);
-    const char *msg = PyException_GetMessageUTF8(exc);
-    cr_assert_eq((PyObject *)Py_TYPE(exc), type, "got %s (\"%s\"), expected %s",
-                 Py_TYPE(exc)->tp_name, msg, ((PyTypeObject *)type)->tp_name);
-    cr_assert(strstr(msg, needle) != NULL, "message \"%s\" lacks \"%s\"", msg, needle);
-    Py_DECREF(exc);
-}
 
 /* The reference-count part of an object's header, as bytes. */
 typedef struct { unsigned char b[sizeof(PyObject) - sizeof(PyTypeObject *)]; } header_bytes;
@@ -269,7 +257,7 @@ Test(typeobject, ready_makes_a_static_type_immortal)
     cr_assert(no_header_type.tp_flags & Py_TPFLAGS_DISALLOW_INSTANTIATION);
     PyObject *r = PyType_Type.tp_call((PyObject *)&no_header_type, NULL, NULL);
     cr_assert_null(r);
-    expect_error(PyExc_TypeError, "cannot create 'test.NoHeader' instances");
+    test_expect_error(PyExc_TypeError, "cannot create 'test.NoHeader' instances");
 }
 
 typedef struct {
@@ -365,25 +353,25 @@ Test(typeobject, ready_errors)
     cr_assert_eq(PyType_Ready(&small_type), -1);
     snprintf(want, sizeof want, "type 'test.Small': tp_basicsize %zu is smaller than that of "
              "its base 'object' (%zu)", sizeof(PyObject) - 8, sizeof(PyObject));
-    expect_error(PyExc_TypeError, want);
+    test_expect_error(PyExc_TypeError, want);
     cr_assert_eq(PyType_Ready(&smaller_than_base_type), -1);
     snprintf(want, sizeof want, "type 'test.SmallerThanBase': tp_basicsize %zu is smaller "
              "than that of its base 'test.Plain' (%zu)", sizeof(PyObject), sizeof(plain_object));
-    expect_error(PyExc_TypeError, want);
+    test_expect_error(PyExc_TypeError, want);
     cr_assert_not(smaller_than_base_type.tp_flags & (Py_TPFLAGS_READY | Py_TPFLAGS_READYING));
     cr_assert_eq(PyType_Ready(&nameless_type), -1);
-    expect_error(PyExc_SystemError, "does not define tp_name");
+    test_expect_error(PyExc_SystemError, "does not define tp_name");
     cr_assert_eq(PyType_Ready(&gc_no_traverse_type), -1);
-    expect_error(PyExc_SystemError, "type 'test.GCNoTraverse' has Py_TPFLAGS_HAVE_GC but no "
+    test_expect_error(PyExc_SystemError, "type 'test.GCNoTraverse' has Py_TPFLAGS_HAVE_GC but no "
                                     "tp_traverse");
     cr_assert_eq(PyType_Ready(&cycle_a_type), -1);
-    expect_error(PyExc_SystemError, "(a tp_base cycle)");
+    test_expect_error(PyExc_SystemError, "(a tp_base cycle)");
     cr_assert_not(cycle_a_type.tp_flags & Py_TPFLAGS_READYING);
     cr_assert_not(cycle_b_type.tp_flags & Py_TPFLAGS_READYING);
     cr_assert_eq(PyType_Ready(&nongc_under_gc_type), -1);
-    expect_error(PyExc_SystemError, "its base 'test.GC' is a GC type");
+    test_expect_error(PyExc_SystemError, "its base 'test.GC' is a GC type");
     cr_assert_eq(PyType_Ready(NULL), -1);
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
 }
 
 /* 8 threads ready one type at once: every call succeeds, the work is done
@@ -480,9 +468,9 @@ Test(typeobject, get_slot)
     cr_assert_null(PyType_GetSlot(&plain_type, 64));
     cr_assert_null(PyErr_Occurred());
     cr_assert_null(PyType_GetSlot(&plain_type, 0));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_null(PyType_GetSlot(&plain_type, 1000));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     PyType_Slot slots[] = { { Py_tp_repr, FP(some_repr) }, { 0, NULL } };
     PyType_Spec spec = { "test.WithRepr", 0, 0, Py_TPFLAGS_DEFAULT, slots };
     PyObject *t = PyType_FromSpec(&spec);
@@ -649,9 +637,9 @@ Test(typeobject, generic_alloc_zeroes_and_initialises)
     cr_assert_eq(Py_TYPE(n), &plain_type);
     Py_DECREF(n);
     cr_assert_null(PyType_GenericAlloc(&var_type, -1));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_null(PyType_GenericAlloc(&var_type, PY_SSIZE_T_MAX / 4));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
 }
 
 Test(typeobject, generic_alloc_out_of_memory)
@@ -668,7 +656,7 @@ Test(typeobject, generic_alloc_out_of_memory)
             PyObject *o = PyType_GenericAlloc(types[i], 3);
             ft_alloc_fail_after(0);
             if (o == NULL) {
-                expect_error(PyExc_MemoryError, "");
+                test_expect_error(PyExc_MemoryError, "");
                 continue;
             }
             cr_assert_null(PyErr_Occurred());
@@ -852,37 +840,37 @@ Test(typeobject, from_spec_errors)
     PyType_Slot bad_id[] = { { 999, NULL }, { 0, NULL } };
     PyType_Spec spec = { "testmod.Bad", 0, 0, Py_TPFLAGS_DEFAULT, bad_id };
     cr_assert_null(PyType_FromSpec(&spec));
-    expect_error(PyExc_RuntimeError, "invalid slot offset");
+    test_expect_error(PyExc_RuntimeError, "invalid slot offset");
     PyType_Slot neg_id[] = { { -3, NULL }, { 0, NULL } };
     spec.slots = neg_id;
     cr_assert_null(PyType_FromSpec(&spec));
-    expect_error(PyExc_RuntimeError, "invalid slot offset");
+    test_expect_error(PyExc_RuntimeError, "invalid slot offset");
     PyType_Slot unsupported[] = { { 64 /* Py_tp_methods */, NULL }, { 0, NULL } };
     spec.slots = unsupported;
     cr_assert_null(PyType_FromSpec(&spec));
-    expect_error(PyExc_SystemError, "type 'testmod.Bad': slot 64 is not supported by ftrt yet");
+    test_expect_error(PyExc_SystemError, "type 'testmod.Bad': slot 64 is not supported by ftrt yet");
     PyType_Slot bool_base[] = { { Py_tp_base, &PyBool_Type }, { 0, NULL } };
     spec.slots = bool_base;
     cr_assert_null(PyType_FromSpec(&spec));
-    expect_error(PyExc_TypeError, "type 'bool' is not an acceptable base type");
+    test_expect_error(PyExc_TypeError, "type 'bool' is not an acceptable base type");
     cr_assert_null(PyType_FromSpecWithBases(&spec, Py_None));
-    expect_error(PyExc_SystemError, "bases must be a type or a tuple of exactly one type");
+    test_expect_error(PyExc_SystemError, "bases must be a type or a tuple of exactly one type");
     PyObject *two = PyTuple_Pack(2, (PyObject *)&PyBaseObject_Type, (PyObject *)&PyLong_Type);
     cr_assert_not_null(two);
     cr_assert_null(PyType_FromSpecWithBases(&spec, two));
-    expect_error(PyExc_SystemError, "no multiple inheritance");
+    test_expect_error(PyExc_SystemError, "no multiple inheritance");
     Py_DECREF(two);
     PyType_Slot none[] = { { 0, NULL } };
     spec.slots = none;
     spec.basicsize = 8;
     cr_assert_null(PyType_FromSpec(&spec));
-    expect_error(PyExc_TypeError, "type 'testmod.Bad': tp_basicsize 8 is smaller than that of "
+    test_expect_error(PyExc_TypeError, "type 'testmod.Bad': tp_basicsize 8 is smaller than that of "
                                   "its base 'object'");
     spec.basicsize = -8;
     cr_assert_null(PyType_FromSpec(&spec));
-    expect_error(PyExc_SystemError, "negative sizes");
+    test_expect_error(PyExc_SystemError, "negative sizes");
     cr_assert_null(PyType_FromSpec(NULL));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_eq(ft_heap_types_count(interp), before, "a failed spec leaves no type behind");
 }
 
@@ -899,7 +887,7 @@ Test(typeobject, from_spec_out_of_memory_at_every_allocation)
         t = PyType_FromSpec(&spec);
         ft_alloc_fail_after(0);
         if (t == NULL) {
-            expect_error(PyExc_MemoryError, "");
+            test_expect_error(PyExc_MemoryError, "");
             cr_assert_eq(ft_heap_types_count(interp), before);
             failures++;
         }
@@ -1145,7 +1133,7 @@ Test(typeobject, defining_equality_without_hash_makes_unhashable)
     PyObject *o = tp->tp_alloc(tp, 0);
     cr_assert_not_null(o);
     cr_assert_eq(PyObject_Hash(o), -1);
-    expect_error(PyExc_TypeError, "unhashable type: 'testmod.EqOnly'");
+    test_expect_error(PyExc_TypeError, "unhashable type: 'testmod.EqOnly'");
     /* identity beats the type's own == in RichCompareBool */
     cr_assert_eq(PyObject_RichCompareBool(o, o, Py_EQ), 1);
     cr_assert_eq(PyObject_RichCompareBool(o, o, Py_NE), 0);
@@ -1224,10 +1212,10 @@ Test(typeobject, rich_compare_reflection_and_defaults)
     cr_assert_eq(r, Py_True);
     Py_DECREF(r);
     cr_assert_null(PyObject_RichCompare(b, b2, Py_GE));
-    expect_error(PyExc_TypeError, "'>=' not supported between instances of 'testmod.CmpBase' "
+    test_expect_error(PyExc_TypeError, "'>=' not supported between instances of 'testmod.CmpBase' "
                                   "and 'testmod.CmpBase'");
     cr_assert_eq(PyObject_RichCompareBool(b, b2, Py_LT), -1);
-    expect_error(PyExc_TypeError, "'<' not supported");
+    test_expect_error(PyExc_TypeError, "'<' not supported");
     Py_DECREF(b2);
 
     /* object: identity */
@@ -1242,7 +1230,7 @@ Test(typeobject, rich_compare_reflection_and_defaults)
     cr_assert_eq(r, Py_False);
     Py_DECREF(r);
     cr_assert_null(PyObject_RichCompare(x, y, Py_LT));
-    expect_error(PyExc_TypeError, "'<' not supported between instances of 'test.Plain' and "
+    test_expect_error(PyExc_TypeError, "'<' not supported between instances of 'test.Plain' and "
                                   "'test.Plain'");
     /* bool orders like 0 and 1 */
     cr_assert_eq(PyObject_RichCompareBool(Py_True, Py_False, Py_GT), 1);
@@ -1250,9 +1238,9 @@ Test(typeobject, rich_compare_reflection_and_defaults)
     cr_assert_eq(PyObject_RichCompareBool(Py_True, Py_True, Py_LE), 1);
     /* bad calls */
     cr_assert_null(PyObject_RichCompare(NULL, x, Py_EQ));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_null(PyObject_RichCompare(x, y, 6));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     Py_DECREF(x);
     Py_DECREF(y);
     Py_DECREF(b);

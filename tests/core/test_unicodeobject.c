@@ -21,6 +21,7 @@
  */
 #include "harness.h"
 #include "test_util.h"
+#include "test_objects.h"
 
 #include "ft_alloc.h"
 #include "ft_object.h"
@@ -52,19 +53,6 @@ TestSuite(unicode, .init = setup, .fini = teardown, .timeout = FT_TIMEOUT(60));
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* The raised exception must be exactly `type` with `needle` in its message;
- * clears it. */
-static void
-expect_error(PyObject *type, const char *needle)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    cr_assert_not_null(exc, "no exception set (expected %s)", ((PyTypeObject *)type)->tp_name);
-    const char *msg = PyException_GetMessageUTF8(exc);
-    cr_assert_eq((PyObject *)Py_TYPE(exc), type, "got %s (\"%s\"), expected %s",
-                 Py_TYPE(exc)->tp_name, msg, ((PyTypeObject *)type)->tp_name);
-    cr_assert(strstr(msg, needle) != NULL, "message \"%s\" lacks \"%s\"", msg, needle);
-    Py_DECREF(exc);
-}
 
 /* s must be a str holding exactly want[0..n) (UTF-8) of `chars` code
  * points; steals s. */
@@ -130,11 +118,11 @@ Test(unicode, from_string_and_size)
     expect_str(PyUnicode_FromStringAndSize("abcdef", 2), "ab", 2);
     expect_str(PyUnicode_FromStringAndSize(NULL, 0), "", 0);
     cr_assert_null(PyUnicode_FromStringAndSize("abc", -1));
-    expect_error(PyExc_SystemError, "Negative size");
+    test_expect_error(PyExc_SystemError, "Negative size");
     cr_assert_null(PyUnicode_FromStringAndSize(NULL, 3));
-    expect_error(PyExc_SystemError, "NULL data");
+    test_expect_error(PyExc_SystemError, "NULL data");
     cr_assert_null(PyUnicode_FromString(NULL));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
 }
 
 typedef struct {
@@ -168,7 +156,7 @@ Test(unicode, invalid_utf8_raises_unicode_decode_error)
         cr_assert_null(PyUnicode_FromStringAndSize(cases[i].bytes, cases[i].n), "case %zu", i);
         cr_assert(PyErr_ExceptionMatches(PyExc_ValueError), "case %zu: not a ValueError", i);
         cr_assert(PyErr_ExceptionMatches(PyExc_UnicodeError), "case %zu", i);
-        expect_error(PyExc_UnicodeDecodeError, cases[i].message);
+        test_expect_error(PyExc_UnicodeDecodeError, cases[i].message);
     }
     /* the new exception classes sit where CPython has them */
     cr_assert(PyErr_GivenExceptionMatches(PyExc_UnicodeDecodeError, PyExc_UnicodeError));
@@ -177,7 +165,7 @@ Test(unicode, invalid_utf8_raises_unicode_decode_error)
     cr_assert_not(PyErr_GivenExceptionMatches(PyExc_OSError, PyExc_ValueError));
     cr_assert_str_eq(((PyTypeObject *)PyExc_UnicodeDecodeError)->tp_name, "UnicodeDecodeError");
     cr_assert_null(PyUnicode_FromString("ok\xff"));
-    expect_error(PyExc_UnicodeDecodeError,
+    test_expect_error(PyExc_UnicodeDecodeError,
                  "'utf-8' codec can't decode byte 0xff in position 2: invalid start byte");
 }
 
@@ -202,15 +190,15 @@ Test(unicode, access_with_wrong_types)
     Py_ssize_t n = 5;
     cr_assert_null(PyUnicode_AsUTF8AndSize(Py_None, &n));
     cr_assert_eq(n, -1);
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
     cr_assert_null(PyUnicode_AsUTF8(Py_True));
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
     cr_assert_null(PyUnicode_AsUTF8(NULL));
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
     cr_assert_eq(PyUnicode_GetLength(Py_None), -1);
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
     cr_assert_eq(PyUnicode_GetLength(NULL), -1);
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
 }
 
 /* ---- operations ---------------------------------------------------------- */
@@ -223,11 +211,11 @@ Test(unicode, concat)
     expect_str(PyUnicode_Concat(e, e), "", 0);
     cr_assert_eq(Py_REFCNT(a), 1, "operands untouched");
     cr_assert_null(PyUnicode_Concat(a, Py_None));
-    expect_error(PyExc_TypeError, "can only concatenate str (not \"NoneType\") to str");
+    test_expect_error(PyExc_TypeError, "can only concatenate str (not \"NoneType\") to str");
     cr_assert_null(PyUnicode_Concat(Py_None, a));
-    expect_error(PyExc_TypeError, "must be str, not NoneType");
+    test_expect_error(PyExc_TypeError, "must be str, not NoneType");
     cr_assert_null(PyUnicode_Concat(a, NULL));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     /* the sequence slot is the same operation */
     expect_str(PyUnicode_Type.tp_as_sequence->sq_concat(b, a), "\xe2\x82\xac!ab\xc3\xa9", 5);
     Py_DECREF(a);
@@ -271,14 +259,14 @@ Test(unicode, compare_errors_and_mixed_types)
 {
     PyObject *a = S("a");
     cr_assert_eq(PyUnicode_Compare(a, Py_None), -1);
-    expect_error(PyExc_TypeError, "Can't compare str and NoneType");
+    test_expect_error(PyExc_TypeError, "Can't compare str and NoneType");
     cr_assert_eq(PyUnicode_Compare(Py_True, a), -1);
-    expect_error(PyExc_TypeError, "Can't compare bool and str");
+    test_expect_error(PyExc_TypeError, "Can't compare bool and str");
     /* str == other type: False (NotImplemented both ways), < : TypeError */
     cr_assert_eq(PyObject_RichCompareBool(a, Py_None, Py_EQ), 0);
     cr_assert_eq(PyObject_RichCompareBool(a, Py_None, Py_NE), 1);
     cr_assert_eq(PyObject_RichCompareBool(a, Py_None, Py_LT), -1);
-    expect_error(PyExc_TypeError, "'<' not supported between instances of 'str' and 'NoneType'");
+    test_expect_error(PyExc_TypeError, "'<' not supported between instances of 'str' and 'NoneType'");
     PyObject *r = PyUnicode_Type.tp_richcompare(a, Py_None, Py_EQ);
     cr_assert_eq(r, Py_NotImplemented);
     Py_DECREF(r);
@@ -347,11 +335,11 @@ Test(unicode, contains)
         Py_DECREF(no[i]);
     }
     cr_assert_eq(PyUnicode_Contains(hay, Py_None), -1);
-    expect_error(PyExc_TypeError, "'in <string>' requires string as left operand, not NoneType");
+    test_expect_error(PyExc_TypeError, "'in <string>' requires string as left operand, not NoneType");
     cr_assert_eq(PyUnicode_Contains(Py_None, hay), -1);
-    expect_error(PyExc_TypeError, "must be str, not NoneType");
+    test_expect_error(PyExc_TypeError, "must be str, not NoneType");
     cr_assert_eq(PyUnicode_Contains(hay, NULL), -1);
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     Py_DECREF(hay);
 }
 
@@ -363,11 +351,11 @@ Test(unicode, from_ordinal)
     expect_str(PyUnicode_FromOrdinal(0x20AC), "\xe2\x82\xac", 1);
     expect_str(PyUnicode_FromOrdinal(0x10FFFF), "\xf4\x8f\xbf\xbf", 1);
     cr_assert_null(PyUnicode_FromOrdinal(0x110000));
-    expect_error(PyExc_ValueError, "chr() arg not in range(0x110000)");
+    test_expect_error(PyExc_ValueError, "chr() arg not in range(0x110000)");
     cr_assert_null(PyUnicode_FromOrdinal(-1));
-    expect_error(PyExc_ValueError, "chr() arg not in range(0x110000)");
+    test_expect_error(PyExc_ValueError, "chr() arg not in range(0x110000)");
     cr_assert_null(PyUnicode_FromOrdinal(0xD800));
-    expect_error(PyExc_ValueError, "surrogate");
+    test_expect_error(PyExc_ValueError, "surrogate");
 }
 
 Test(unicode, substring_and_read_char)
@@ -381,22 +369,22 @@ Test(unicode, substring_and_read_char)
     cr_assert_eq(whole, s, "the whole str is the str itself");
     Py_DECREF(whole);
     cr_assert_null(PyUnicode_Substring(s, -1, 2));
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     cr_assert_null(PyUnicode_Substring(s, 0, -2));
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     cr_assert_null(PyUnicode_Substring(Py_None, 0, 1));
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
     cr_assert_eq(PyUnicode_ReadChar(s, 0), 'a');
     cr_assert_eq(PyUnicode_ReadChar(s, 1), 0xE9u);
     cr_assert_eq(PyUnicode_ReadChar(s, 2), 0x20ACu);
     cr_assert_eq(PyUnicode_ReadChar(s, 3), 0x1D11Eu);
     cr_assert_eq(PyUnicode_ReadChar(s, 4), 'z');
     cr_assert_eq(PyUnicode_ReadChar(s, 5), (Py_UCS4)-1);
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     cr_assert_eq(PyUnicode_ReadChar(s, -1), (Py_UCS4)-1);
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     cr_assert_eq(PyUnicode_ReadChar(Py_None, 0), (Py_UCS4)-1);
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
     Py_DECREF(s);
 }
 
@@ -416,9 +404,9 @@ Test(unicode, find_find_char_tailmatch)
     cr_assert_eq(PyUnicode_Find(s, empty, 2, 4, -1), 4);
     cr_assert_eq(PyUnicode_Find(s, empty, 7, 9, 1), -1, "start past the end");
     cr_assert_eq(PyUnicode_Find(s, Py_None, 0, 6, 1), -2);
-    expect_error(PyExc_TypeError, "must be str, not NoneType");
+    test_expect_error(PyExc_TypeError, "must be str, not NoneType");
     cr_assert_eq(PyUnicode_Find(Py_None, s, 0, 6, 1), -2);
-    expect_error(PyExc_TypeError, "must be str, not NoneType");
+    test_expect_error(PyExc_TypeError, "must be str, not NoneType");
     cr_assert_eq(PyUnicode_FindChar(s, 0xE9, 0, 6, 1), 1);
     cr_assert_eq(PyUnicode_FindChar(s, 0xE9, 0, 6, -1), 3);
     cr_assert_eq(PyUnicode_FindChar(s, 0x20AC, 0, 6, 1), 5);
@@ -426,7 +414,7 @@ Test(unicode, find_find_char_tailmatch)
     cr_assert_eq(PyUnicode_FindChar(s, 'q', 0, 6, 1), -1);
     cr_assert_eq(PyUnicode_FindChar(s, 0x110000, 0, 6, 1), -1);
     cr_assert_eq(PyUnicode_FindChar(Py_None, 'a', 0, 6, 1), -2);
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
     PyObject *a = S("a\xc3\xa9"), *tail = S("b\xe2\x82\xac");
     cr_assert_eq(PyUnicode_Tailmatch(s, a, 0, 6, -1), 1, "prefix");
     cr_assert_eq(PyUnicode_Tailmatch(s, a, 1, 6, -1), 0);
@@ -437,7 +425,7 @@ Test(unicode, find_find_char_tailmatch)
     cr_assert_eq(PyUnicode_Tailmatch(s, empty, 2, 2, 1), 1);
     cr_assert_eq(PyUnicode_Tailmatch(s, a, 5, 100, -1), 0);
     cr_assert_eq(PyUnicode_Tailmatch(s, Py_None, 0, 6, 1), -1);
-    expect_error(PyExc_TypeError, "must be str, not NoneType");
+    test_expect_error(PyExc_TypeError, "must be str, not NoneType");
     Py_DECREF(a);
     Py_DECREF(tail);
     Py_DECREF(eb);
@@ -472,13 +460,13 @@ Test(unicode, join)
     Py_DECREF(word);
     cr_assert_eq(PyList_Append(list, Py_None), 0);
     cr_assert_null(PyUnicode_Join(sep, list));
-    expect_error(PyExc_TypeError, "sequence item 3: expected str instance, NoneType found");
+    test_expect_error(PyExc_TypeError, "sequence item 3: expected str instance, NoneType found");
     cr_assert_null(PyUnicode_Join(Py_None, list));
-    expect_error(PyExc_TypeError, "separator: expected str instance, NoneType found");
+    test_expect_error(PyExc_TypeError, "separator: expected str instance, NoneType found");
     cr_assert_null(PyUnicode_Join(sep, Py_None));
-    expect_error(PyExc_TypeError, "can only join an iterable");
+    test_expect_error(PyExc_TypeError, "can only join an iterable");
     cr_assert_null(PyUnicode_Join(sep, NULL));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_eq(Py_REFCNT(a), 2, "held by the list only (and the test)");
     Py_DECREF(list);
     Py_DECREF(sep);
@@ -623,9 +611,9 @@ Test(unicode, str_length_item)
     expect_str(sq->sq_item(s, 2), "\xe2\x82\xac", 1);
     expect_str(sq->sq_item(s, 3), "\xf0\x9d\x84\x9e", 1);
     cr_assert_null(sq->sq_item(s, 4));
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     cr_assert_null(sq->sq_item(s, -1));
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     Py_DECREF(s);
     s = S("xyz");   /* all ASCII: indexed directly */
     expect_str(sq->sq_item(s, 2), "z", 1);
@@ -643,11 +631,11 @@ Test(unicode, subscript_size_contains_through_the_abstract_api)
     expect_str(PyObject_GetItem(s, im1), "\xe2\x82\xac", 1);
     expect_str(PySequence_GetItem(s, -3), "a", 1);
     cr_assert_null(PyObject_GetItem(s, i3));
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     cr_assert_null(PyObject_GetItem(s, im4));
-    expect_error(PyExc_IndexError, "string index out of range");
+    test_expect_error(PyExc_IndexError, "string index out of range");
     cr_assert_null(PyObject_GetItem(s, s));
-    expect_error(PyExc_TypeError, "string indices must be integers, not 'str'");
+    test_expect_error(PyExc_TypeError, "string indices must be integers, not 'str'");
     PyObject *sub = S("\xc3\xa9\xe2\x82\xac"), *other = S("b");
     cr_assert_eq(PySequence_Contains(s, sub), 1);
     cr_assert_eq(PySequence_Contains(s, other), 0);
@@ -780,24 +768,24 @@ Test(unicode, from_format_each_conversion)
 Test(unicode, from_format_errors)
 {
     cr_assert_null(PyUnicode_FromFormat("%U", Py_None));
-    expect_error(PyExc_SystemError, "%U needs a str argument");
+    test_expect_error(PyExc_SystemError, "%U needs a str argument");
     cr_assert_null(PyUnicode_FromFormat("%c", 0x110000));
-    expect_error(PyExc_OverflowError, "character argument not in range(0x110000)");
+    test_expect_error(PyExc_OverflowError, "character argument not in range(0x110000)");
     cr_assert_null(PyUnicode_FromFormat("%q"));
-    expect_error(PyExc_SystemError, "unsupported conversion '%q'");
+    test_expect_error(PyExc_SystemError, "unsupported conversion '%q'");
     cr_assert_null(PyUnicode_FromFormat("ends %"));
-    expect_error(PyExc_SystemError, "ends inside");
+    test_expect_error(PyExc_SystemError, "ends inside");
     cr_assert_null(PyUnicode_FromFormat(NULL));
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     PyType_Slot slots[] = { { Py_tp_repr, FP(raising_repr) }, { 0, NULL } };
     PyObject *o = new_instance(slots, "test.RaisingRepr");
     cr_assert_null(PyUnicode_FromFormat("x %R y", o));
-    expect_error(PyExc_RuntimeError, "repr failed on purpose");
+    test_expect_error(PyExc_RuntimeError, "repr failed on purpose");
     cr_assert_null(PyUnicode_FromFormat("x %A y", o));
-    expect_error(PyExc_RuntimeError, "repr failed on purpose");
+    test_expect_error(PyExc_RuntimeError, "repr failed on purpose");
     /* PyErr_Format ends up with the conversion's exception */
     cr_assert_null(PyErr_Format(PyExc_ValueError, "bad %R", o));
-    expect_error(PyExc_RuntimeError, "repr failed on purpose");
+    test_expect_error(PyExc_RuntimeError, "repr failed on purpose");
     Py_DECREF(o);
 }
 
@@ -805,7 +793,7 @@ Test(unicode, err_format_object_conversions)
 {
     PyObject *s = S("k\xc3\xa9y");
     cr_assert_null(PyErr_Format(PyExc_KeyError, "missing %R (%S, %A, %U)", s, s, s, s));
-    expect_error(PyExc_KeyError, "missing 'k\xc3\xa9y' (k\xc3\xa9y, 'k\\xe9y', k\xc3\xa9y)");
+    test_expect_error(PyExc_KeyError, "missing 'k\xc3\xa9y' (k\xc3\xa9y, 'k\\xe9y', k\xc3\xa9y)");
     cr_assert_eq(Py_REFCNT(s), 1);
     Py_DECREF(s);
 }
@@ -859,9 +847,9 @@ Test(unicode, object_repr_and_str_defaults)
                           { Py_tp_str, FP(non_str_repr) }, { 0, NULL } };
     o = new_instance(bad, "test.BadRepr");
     cr_assert_null(PyObject_Repr(o));
-    expect_error(PyExc_TypeError, "__repr__ returned non-string (type NoneType)");
+    test_expect_error(PyExc_TypeError, "__repr__ returned non-string (type NoneType)");
     cr_assert_null(PyObject_Str(o));
-    expect_error(PyExc_TypeError, "__str__ returned non-string (type NoneType)");
+    test_expect_error(PyExc_TypeError, "__str__ returned non-string (type NoneType)");
     Py_DECREF(o);
 }
 
@@ -889,19 +877,19 @@ Test(unicode, object_print)
     expect_printed(NULL, 0, "<nil>");
     Py_DECREF(s);
     cr_assert_eq(PyObject_Print(Py_None, NULL, 0), -1);
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     /* a stream open for reading only: the write fails */
     FILE *ro = fopen("/dev/null", "r");
     cr_assert_not_null(ro);
     cr_assert_eq(PyObject_Print(Py_None, ro, 0), -1);
-    expect_error(PyExc_OSError, "write error");
+    test_expect_error(PyExc_OSError, "write error");
     fclose(ro);
     /* a repr that raises */
     PyType_Slot slots[] = { { Py_tp_repr, FP(raising_repr) }, { 0, NULL } };
     PyObject *o = new_instance(slots, "test.RaisingRepr2");
     FILE *f = tmpfile();
     cr_assert_eq(PyObject_Print(o, f, 0), -1);
-    expect_error(PyExc_RuntimeError, "repr failed on purpose");
+    test_expect_error(PyExc_RuntimeError, "repr failed on purpose");
     fclose(f);
     Py_DECREF(o);
 }
@@ -1143,7 +1131,7 @@ Test(unicode, intern_in_place_shares_one_immortal_object)
     PyUnicode_InternInPlace(&none);
     cr_assert_eq(none, Py_None);
     cr_assert_null(PyUnicode_InternFromString("bad \xff"));
-    expect_error(PyExc_UnicodeDecodeError, "invalid start byte");
+    test_expect_error(PyExc_UnicodeDecodeError, "invalid start byte");
     cr_assert_null(PyErr_Occurred());
 }
 
