@@ -67,9 +67,6 @@ typedef enum kind {
 } kind;
 
 typedef struct run {
-    _Alignas(64) atomic_int ready;
-    atomic_int go;
-    _Alignas(64) atomic_int stop;
     _Alignas(64) atomic_long shared_count;   /* listshared: items claimed */
     kind what;
     int threads;
@@ -78,24 +75,10 @@ typedef struct run {
     void **raw_array;        /* listshared raw */
 } run;
 
-typedef struct slot {
-    _Alignas(64) run *run;
-    pthread_t thread;
-    uint64_t ops;
-    int64_t end_ns;
-    bool failed;
-} slot;
-
-static bool
-stopped(run *r)
-{
-    return atomic_load_explicit(&r->stop, memory_order_relaxed) != 0;
-}
-
 /* ---- the loops -------------------------------------------------------------------- */
 
 static uint64_t
-listbuild_private(run *r, bool *failed)
+listbuild_private(bench_member *m, bool *failed)
 {
     uint64_t ops = 0;
     do {   /* at least one chunk, even when stop came first (a busy machine, --smoke) */
@@ -104,7 +87,7 @@ listbuild_private(run *r, bool *failed)
             *failed = true;
             return ops;
         }
-        for (long i = 0; i < LIST_ITEMS && !(i % CHUNK == 0 && i > 0 && stopped(r)); i++) {
+        for (long i = 0; i < LIST_ITEMS && !(i % CHUNK == 0 && i > 0 && bench_team_stopped(m)); i++) {
             PyObject *v = PyLong_FromLong(i + 1000);
             if (v == NULL || PyList_Append(list, v) < 0) {
                 Py_XDECREF(v);
@@ -121,12 +104,12 @@ listbuild_private(run *r, bool *failed)
         if (*failed) {
             break;
         }
-    } while (!stopped(r));
+    } while (!bench_team_stopped(m));
     return ops;
 }
 
 static uint64_t
-raw_blocks(run *r, bool *failed)
+raw_blocks(bench_member *m, bool *failed)
 {
     void **blocks = malloc(sizeof(void *) * LIST_ITEMS);
     if (blocks == NULL) {
@@ -136,7 +119,7 @@ raw_blocks(run *r, bool *failed)
     uint64_t ops = 0;
     do {
         long n = 0;
-        for (; n < LIST_ITEMS && !(n % CHUNK == 0 && n > 0 && stopped(r)); n++) {
+        for (; n < LIST_ITEMS && !(n % CHUNK == 0 && n > 0 && bench_team_stopped(m)); n++) {
             blocks[n] = PyMem_RawMalloc(INT_BLOCK);
             if (blocks[n] == NULL) {
                 *failed = true;
@@ -153,7 +136,7 @@ raw_blocks(run *r, bool *failed)
         if (*failed) {
             break;
         }
-    } while (!stopped(r));
+    } while (!bench_team_stopped(m));
     free(blocks);
     return ops;
 }
@@ -208,7 +191,7 @@ listshared_raw(run *r, bool *failed)
 }
 
 static uint64_t
-dictmix(run *r, PyObject *dict, bool *failed)
+dictmix(bench_member *m, PyObject *dict, bool *failed)
 {
     uint64_t ops = 0;
     uint32_t x = (uint32_t)(uintptr_t)&ops | 1;   /* per-thread xorshift seed */
@@ -240,44 +223,37 @@ dictmix(run *r, PyObject *dict, bool *failed)
             ops += 4;
         }
         (void)PyErr_CheckSignals();
-    } while (!stopped(r));
+    } while (!bench_team_stopped(m));
     return ops;
 }
 
-static void *
-thread_main(void *arg)
+static void
+member_body(bench_member *m, void *arg)
 {
-    slot *me = arg;
-    run *r = me->run;
+    run *r = arg;
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *own = NULL;
+    bool failed = false;
     if (r->what == DICTMIX_PRIVATE) {
         own = PyDict_New();
-        me->failed = own == NULL;
+        failed = own == NULL;
     }
-    atomic_fetch_add_explicit(&r->ready, 1, memory_order_relaxed);
-    while (!atomic_load_explicit(&r->go, memory_order_acquire)) {
-        (void)PyErr_CheckSignals();   /* GIL build: let the others reach the barrier */
-        sched_yield();
-    }
-    bool failed = me->failed;
+    bench_team_wait_go(m, true);
     uint64_t ops = 0;
     if (!failed) {
         switch (r->what) {
-        case LISTBUILD_PRIVATE: ops = listbuild_private(r, &failed); break;
-        case LISTBUILD_RAW: case DICTMIX_RAW: ops = raw_blocks(r, &failed); break;
+        case LISTBUILD_PRIVATE: ops = listbuild_private(m, &failed); break;
+        case LISTBUILD_RAW: case DICTMIX_RAW: ops = raw_blocks(m, &failed); break;
         case LISTSHARED_SHARED: ops = listshared_shared(r, &failed); break;
         case LISTSHARED_RAW: ops = listshared_raw(r, &failed); break;
-        case DICTMIX_PRIVATE: ops = dictmix(r, own, &failed); break;
-        case DICTMIX_SHARED: ops = dictmix(r, r->shared, &failed); break;
+        case DICTMIX_PRIVATE: ops = dictmix(m, own, &failed); break;
+        case DICTMIX_SHARED: ops = dictmix(m, r->shared, &failed); break;
         }
     }
-    me->end_ns = bench_now_ns();
-    me->ops = ops;
-    me->failed = failed;
+    m->ops = ops;
+    m->failed = failed;
     Py_XDECREF(own);
     PyGILState_Release(g);
-    return NULL;
 }
 
 /* One sample: total ops/s over the threads (fixed wall time, or until the
@@ -287,9 +263,6 @@ sample(kind what, int threads, int64_t duration_ns)
 {
     run r = {.what = what, .threads = threads,
              .items = duration_ns >= 50 * 1000000LL ? LIST_ITEMS : SMOKE_ITEMS};
-    atomic_init(&r.ready, 0);
-    atomic_init(&r.go, 0);
-    atomic_init(&r.stop, 0);
     atomic_init(&r.shared_count, 0);
     if (what == LISTSHARED_SHARED) {
         r.shared = PyList_New(0);
@@ -306,46 +279,9 @@ sample(kind what, int threads, int64_t duration_ns)
     if ((what == LISTSHARED_SHARED || what == DICTMIX_SHARED) && r.shared == NULL) {
         fail("out of memory");
     }
-    slot *slots = aligned_alloc(64, sizeof *slots * (size_t)threads);
-    if (slots == NULL) {
-        fail("out of memory");
-    }
     bool fixed_work = what == LISTSHARED_SHARED || what == LISTSHARED_RAW;
-    int started = 0;
-    int64_t t0 = 0, end = 0;
-    uint64_t total = 0;
-    bool failed = false;
-    Py_BEGIN_ALLOW_THREADS
-    for (; started < threads; started++) {
-        memset(&slots[started], 0, sizeof slots[started]);
-        slots[started].run = &r;
-        if (pthread_create(&slots[started].thread, NULL, thread_main, &slots[started]) != 0) {
-            break;
-        }
-    }
-    while (atomic_load_explicit(&r.ready, memory_order_relaxed) < started) {
-        sched_yield();
-    }
-    t0 = bench_now_ns();
-    atomic_store_explicit(&r.go, 1, memory_order_release);
-    if (started == threads && !fixed_work) {
-        bench_sleep_until_ns(t0 + duration_ns);
-    }
-    atomic_store_explicit(&r.stop, 1, memory_order_relaxed);
-    end = t0;
-    for (int i = 0; i < started; i++) {
-        pthread_join(slots[i].thread, NULL);
-        total += slots[i].ops;
-        failed |= slots[i].failed;
-        if (slots[i].end_ns > end) {
-            end = slots[i].end_ns;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    free(slots);
-    if (started != threads) {
-        fail("pthread_create failed");
-    }
+    bool failed;
+    double rate = bench_team_run(threads, duration_ns, fixed_work, member_body, &r, &failed);
     if (failed) {
         fail("an operation failed (out of memory?)");
     }
@@ -359,7 +295,7 @@ sample(kind what, int threads, int64_t duration_ns)
         }
         free(r.raw_array);
     }
-    return (double)total * 1e9 / (double)(end - t0);
+    return rate;
 }
 
 static int

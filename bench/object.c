@@ -206,103 +206,46 @@ refcount_incdec(const bench_params *p, FILE *out)
 
 /* ---- refcount shared: T threads, fixed wall time ------------------------------------ */
 
-typedef struct shared_run {
-    _Alignas(64) atomic_int ready;
-    atomic_int go;
-    _Alignas(64) atomic_int stop;
-    PyObject *obj;
-    int64_t *counter;
+typedef struct shared_work {
+    PyObject *obj;        /* use_obj: the object every member increfs */
+    int64_t *counter;     /* else: the counter of the atomic baseline */
     bool use_obj;
-} shared_run;
+} shared_work;
 
-typedef struct shared_slot {
-    _Alignas(64) shared_run *run;
-    pthread_t thread;
-    uint64_t ops;
-    int64_t end_ns;
-} shared_slot;
-
-static void *
-shared_main(void *arg)
+static void
+shared_member(bench_member *m, void *arg)
 {
-    shared_slot *me = arg;
-    shared_run *run = me->run;
+    shared_work *w = arg;
     PyGILState_STATE s = PyGILState_Ensure();
-    atomic_fetch_add_explicit(&run->ready, 1, memory_order_relaxed);
-    while (!atomic_load_explicit(&run->go, memory_order_acquire)) {
-        /* a safe point: in the GIL build the other thread gets the GIL */
-        (void)PyErr_CheckSignals();
-        sched_yield();
-    }
+    bench_team_wait_go(m, true);
     uint64_t ops = 0;
     do {
         for (int i = 0; i < 64; i++) {
-            if (run->use_obj) {
-                Py_INCREF(run->obj);
+            if (w->use_obj) {
+                Py_INCREF(w->obj);
                 bench_compiler_barrier();
-                Py_DECREF(run->obj);
+                Py_DECREF(w->obj);
             }
             else {
-                __atomic_fetch_add(run->counter, 1, __ATOMIC_RELAXED);
+                __atomic_fetch_add(w->counter, 1, __ATOMIC_RELAXED);
                 bench_compiler_barrier();
-                __atomic_fetch_sub(run->counter, 1, __ATOMIC_RELEASE);
+                __atomic_fetch_sub(w->counter, 1, __ATOMIC_RELEASE);
             }
         }
         ops += 64;
         (void)PyErr_CheckSignals();   /* C code reaching a safe point (GIL hand-off) */
-    } while (!atomic_load_explicit(&run->stop, memory_order_relaxed));
-    me->end_ns = bench_now_ns();
-    me->ops = ops;
+    } while (!bench_team_stopped(m));
+    m->ops = ops;
     PyGILState_Release(s);
-    return NULL;
 }
 
 static double
 shared_sample(bool use_obj, PyObject *obj, int threads, int64_t duration_ns)
 {
     static int64_t counter;
-    shared_run run = {.obj = obj, .counter = &counter, .use_obj = use_obj};
-    atomic_init(&run.ready, 0);
-    atomic_init(&run.go, 0);
-    atomic_init(&run.stop, 0);
-    shared_slot *slots = aligned_alloc(64, sizeof *slots * (size_t)threads);
-    if (slots == NULL) {
-        fail("out of memory");
-    }
-    int started = 0;
-    int64_t t0 = 0, end = 0;
-    uint64_t total = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (; started < threads; started++) {
-        memset(&slots[started], 0, sizeof slots[started]);
-        slots[started].run = &run;
-        if (pthread_create(&slots[started].thread, NULL, shared_main, &slots[started]) != 0) {
-            break;
-        }
-    }
-    while (atomic_load_explicit(&run.ready, memory_order_relaxed) < started) {
-        sched_yield();
-    }
-    t0 = bench_now_ns();
-    atomic_store_explicit(&run.go, 1, memory_order_release);
-    if (started == threads) {
-        bench_sleep_until_ns(t0 + duration_ns);
-    }
-    atomic_store_explicit(&run.stop, 1, memory_order_relaxed);
-    end = t0;
-    for (int i = 0; i < started; i++) {
-        pthread_join(slots[i].thread, NULL);
-        total += slots[i].ops;
-        if (slots[i].end_ns > end) {
-            end = slots[i].end_ns;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    free(slots);
-    if (started != threads) {
-        fail("pthread_create failed");
-    }
-    return (double)total * 1e9 / (double)(end - t0);
+    shared_work w = {.obj = obj, .counter = &counter, .use_obj = use_obj};
+    bool failed;
+    return bench_team_run(threads, duration_ns, false, shared_member, &w, &failed);
 }
 
 static int

@@ -479,29 +479,13 @@ typedef enum churn_kind {
 static const char *const churn_names[N_CHURN] = {"new_clear_delete", "ensure_fresh",
                                                   "raw_alloc"};
 
-typedef struct churn_run {
-    _Alignas(64) atomic_int ready;   /* threads at the start barrier */
-    atomic_int go;
-    _Alignas(64) atomic_int stop;
-} churn_run;
-
-typedef struct churn_slot {
-    _Alignas(64) churn_run *run;
-    pthread_t thread;
-    uint64_t ops;
-    int64_t end_ns;
-    bool bad;   /* the thread found a state where it should have none */
-} churn_slot;
-
-static inline __attribute__((always_inline)) void *
-churn_loop(churn_slot *me, churn_kind kind)
+/* One member of a churn team: it must have no thread state before or after
+ * its loop (a failure otherwise). */
+static inline __attribute__((always_inline)) void
+churn_loop(bench_member *m, churn_kind kind)
 {
-    churn_run *run = me->run;
-    me->bad = PyGILState_GetThisThreadState() != NULL;
-    atomic_fetch_add_explicit(&run->ready, 1, memory_order_relaxed);
-    while (!atomic_load_explicit(&run->go, memory_order_acquire)) {
-        sched_yield();
-    }
+    bool bad = PyGILState_GetThisThreadState() != NULL;
+    bench_team_wait_go(m, false);
     /* At least one operation per thread, even when the thread is not
      * scheduled before stop is set (a loaded machine, tiny --smoke samples):
      * a sample is never zero, and every thread has created a state. */
@@ -521,32 +505,33 @@ churn_loop(churn_slot *me, churn_kind kind)
             break;
         }
         ops++;
-    } while (!atomic_load_explicit(&run->stop, memory_order_relaxed));
-    me->end_ns = bench_now_ns();
-    me->ops = ops;
-    me->bad |= PyGILState_GetThisThreadState() != NULL;
-    return NULL;
+    } while (!bench_team_stopped(m));
+    m->ops = ops;
+    m->failed = bad || PyGILState_GetThisThreadState() != NULL;
 }
 
-static void *
-churn_new_clear_delete(void *slot)
+static void
+churn_new_clear_delete(bench_member *m, void *arg)
 {
-    return churn_loop(slot, CHURN_NEW_CLEAR_DELETE);
+    (void)arg;
+    churn_loop(m, CHURN_NEW_CLEAR_DELETE);
 }
 
-static void *
-churn_ensure_fresh(void *slot)
+static void
+churn_ensure_fresh(bench_member *m, void *arg)
 {
-    return churn_loop(slot, CHURN_ENSURE_FRESH);
+    (void)arg;
+    churn_loop(m, CHURN_ENSURE_FRESH);
 }
 
-static void *
-churn_raw_alloc(void *slot)
+static void
+churn_raw_alloc(bench_member *m, void *arg)
 {
-    return churn_loop(slot, CHURN_RAW_ALLOC);
+    (void)arg;
+    churn_loop(m, CHURN_RAW_ALLOC);
 }
 
-static void *(*const churn_fns[N_CHURN])(void *) = {
+static bench_member_fn *const churn_fns[N_CHURN] = {
     churn_new_clear_delete, churn_ensure_fresh, churn_raw_alloc,
 };
 
@@ -554,56 +539,12 @@ static void *(*const churn_fns[N_CHURN])(void *) = {
 static double
 churn_sample(churn_kind kind, int threads, int64_t duration_ns)
 {
-    churn_run run;
-    atomic_init(&run.ready, 0);
-    atomic_init(&run.go, 0);
-    atomic_init(&run.stop, 0);
-    churn_slot *slots = aligned_alloc(64, sizeof *slots * (size_t)threads);
-    if (slots == NULL) {
-        fail("out of memory");
-    }
-    int started = 0;
-    int64_t t0 = 0, end = 0;
-    uint64_t total = 0;
-    bool bad = false;
-    Py_BEGIN_ALLOW_THREADS
-    for (; started < threads; started++) {
-        churn_slot *s = &slots[started];
-        memset(s, 0, sizeof *s);
-        s->run = &run;
-        if (pthread_create(&s->thread, NULL, churn_fns[kind], s) != 0) {
-            break;
-        }
-    }
-    while (atomic_load_explicit(&run.ready, memory_order_relaxed) < started) {
-        sched_yield();
-    }
-    t0 = bench_now_ns();
-    atomic_store_explicit(&run.go, 1, memory_order_release);
-    if (started == threads) {
-        bench_sleep_until_ns(t0 + duration_ns);
-    }
-    atomic_store_explicit(&run.stop, 1, memory_order_relaxed);
-    end = t0;
-    for (int i = 0; i < started; i++) {
-        pthread_join(slots[i].thread, NULL);
-        total += slots[i].ops;
-        bad |= slots[i].bad;
-        if (slots[i].end_ns > end) {
-            end = slots[i].end_ns;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    free(slots);
-    if (started != threads) {
-        fail("pthread_create failed");
-    }
+    bool bad;
+    double rate = bench_team_run(threads, duration_ns, false, churn_fns[kind], NULL, &bad);
     if (bad) {
         fail("churn: a new thread had a thread state, or kept one after the loop");
     }
-    /* the last thread to stop ends the interval (it may have been waiting
-     * for the GIL, or descheduled, when stop was set) */
-    return (double)total * 1e9 / (double)(end - t0);
+    return rate;
 }
 
 int

@@ -1,7 +1,9 @@
 /* Helpers shared by the workload files (workload.h). */
 #include "workload.h"
 
+#include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 void
 bench_fail(const char *workload, const char *what)
@@ -95,4 +97,79 @@ bench_measure_calibrated(const bench_params *p, FILE *out, const char *workload,
     }
     bench_print_results(out, workload, p, "ns/op", names, n, baseline, ns);
     return 0;
+}
+
+/* ---- teams -------------------------------------------------------------------- */
+
+void
+bench_team_wait_go(bench_member *m, bool attached)
+{
+    bench_team *team = m->team;
+    atomic_fetch_add_explicit(&team->ready, 1, memory_order_relaxed);
+    while (!atomic_load_explicit(&team->go, memory_order_acquire)) {
+        if (attached) {
+            (void)PyErr_CheckSignals();
+        }
+        sched_yield();
+    }
+}
+
+static void *
+member_main(void *arg)
+{
+    bench_member *m = arg;
+    m->team->body(m, m->team->arg);
+    m->end_ns = bench_now_ns();
+    return NULL;
+}
+
+double
+bench_team_run(int threads, int64_t duration_ns, bool fixed_work, bench_member_fn *body,
+               void *arg, bool *failed)
+{
+    bench_team team = {.body = body, .arg = arg};
+    atomic_init(&team.ready, 0);
+    atomic_init(&team.go, 0);
+    atomic_init(&team.stop, 0);
+    bench_member *members = aligned_alloc(64, sizeof *members * (size_t)threads);
+    if (members == NULL) {
+        bench_fail("team", "out of memory");
+    }
+    int started = 0;
+    int64_t t0 = 0, end = 0;
+    uint64_t total = 0;
+    *failed = false;
+    Py_BEGIN_ALLOW_THREADS
+    for (; started < threads; started++) {
+        memset(&members[started], 0, sizeof members[started]);
+        members[started].team = &team;
+        if (pthread_create(&members[started].thread, NULL, member_main,
+                           &members[started]) != 0) {
+            break;
+        }
+    }
+    while (atomic_load_explicit(&team.ready, memory_order_relaxed) < started) {
+        sched_yield();
+    }
+    t0 = bench_now_ns();
+    atomic_store_explicit(&team.go, 1, memory_order_release);
+    if (started == threads && !fixed_work) {
+        bench_sleep_until_ns(t0 + duration_ns);
+    }
+    atomic_store_explicit(&team.stop, 1, memory_order_relaxed);
+    end = t0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(members[i].thread, NULL);
+        total += members[i].ops;
+        *failed |= members[i].failed;
+        if (members[i].end_ns > end) {
+            end = members[i].end_ns;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(members);
+    if (started != threads) {
+        bench_fail("team", "pthread_create failed");
+    }
+    return (double)total * 1e9 / (double)(end - t0);
 }

@@ -6,6 +6,10 @@
 
 #include <Python.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "bench.h"
@@ -39,5 +43,54 @@ void bench_print_results(FILE *out, const char *workload, const bench_params *p,
  * order and print them (ns per operation).  Returns 0. */
 int bench_measure_calibrated(const bench_params *p, FILE *out, const char *workload,
                              const bench_subject *subs, size_t n, size_t baseline);
+
+/* ---- a team of threads for the multi-thread measures ------------------------
+ *
+ * bench_team_run starts T threads that each run body(member, arg), releases
+ * them together once all are at the start line, and (unless the work is
+ * fixed) tells them to stop after the sample's wall time.  The calling
+ * thread is the attached main thread; it detaches while the team runs.
+ * A body calls bench_team_wait_go first, then loops until
+ * bench_team_stopped (or its work runs out), counting m->ops and setting
+ * m->failed on an error.  It attaches itself if it needs to
+ * (PyGILState_Ensure), and says so to bench_team_wait_go. */
+typedef struct bench_team bench_team;
+
+typedef struct bench_member {
+    _Alignas(64) bench_team *team;
+    pthread_t thread;
+    uint64_t ops;        /* the body's count */
+    int64_t end_ns;      /* when the body returned */
+    bool failed;         /* the body's verdict */
+} bench_member;
+
+typedef void bench_member_fn(bench_member *m, void *arg);
+
+struct bench_team {
+    _Alignas(64) atomic_int ready;
+    atomic_int go;
+    _Alignas(64) atomic_int stop;
+    bench_member_fn *body;
+    void *arg;
+};
+
+/* Wait at the start line.  attached: the member holds a thread state and
+ * reaches a safe point while it waits (in the GIL build the others must get
+ * the GIL to reach the line too). */
+void bench_team_wait_go(bench_member *m, bool attached);
+
+static inline bool
+bench_team_stopped(const bench_member *m)
+{
+    return atomic_load_explicit(&m->team->stop, memory_order_relaxed) != 0;
+}
+
+/* Total ops per second of one run, from the release to the last member's
+ * end (a member may be waiting for the GIL, or descheduled, when stop is
+ * set).  fixed_work: the members stop by themselves; duration_ns is not
+ * waited.  *failed: some member failed.  Exits (bench_fail) if a thread
+ * cannot be started. */
+double bench_team_run(int threads, int64_t duration_ns, bool fixed_work,
+                      bench_member_fn *body, void *arg, bool *failed);
 
 #endif /* FTRT_BENCH_WORKLOAD_H */
