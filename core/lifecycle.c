@@ -451,6 +451,20 @@ explicit_safe_point(ft_tstate *ts)
     ft_rcu_quiescent();
     int rc;
     ft_pending_calls_run_if_main(ts, &rc);
+    if (rc == 0 && ft_unlikely(atomic_load_explicit(&ts->async_exc, memory_order_relaxed))) {
+        /* PyThreadState_SetAsyncExc: a class is raised, an instance set as is */
+        PyObject *exc = atomic_exchange_explicit(&ts->async_exc, NULL, memory_order_acq_rel);
+        if (exc != NULL) {
+            if (PyExceptionInstance_Check(exc)) {
+                PyErr_SetRaisedException(Py_NewRef(exc));
+            }
+            else {
+                PyErr_SetNone(exc);
+            }
+            Py_DECREF(exc);
+            rc = -1;
+        }
+    }
     return rc;
 }
 

@@ -12,10 +12,13 @@
  * The item array.  ob_item points at the items of an ft_list_array, whose
  * header holds the capacity (and an RCU head): a reader that loaded an
  * ob_item finds that array's capacity without reading `allocated`, which
- * belongs to another array by then.  A resize never reallocates in place:
- * it allocates a new array, copies, zeroes the rest, then publishes it with
- * a release store of ob_item (the header and the copied items happen before
- * it), then stores ob_size (relaxed).  The old array is freed at once if no
+ * belongs to another array by then.  A resize of a SHARED list never
+ * reallocates in place: it allocates a new array, copies, zeroes the rest,
+ * then publishes it with a release store of ob_item (the header and the
+ * copied items happen before it), then stores ob_size (relaxed).  A list
+ * that is not SHARED has no lock-free readers but its owner (who is the
+ * one resizing), so it is resized in place with realloc and only the new
+ * tail zeroed: no copy when the allocator can extend the block.  The old array is freed at once if no
  * other thread can be reading it, else after an RCU grace period
  * (ft_rcu_call): see "SHARED" below.  Item stores into a published array
  * are release stores (the item's initialisation happens before a reader's
@@ -77,8 +80,8 @@ typedef struct {
     PyObject *items[];
 } ft_list_array;
 
-#define ARRAY_OF(items) \
-    ((ft_list_array *)((char *)(items) - offsetof(ft_list_array, items)))
+#define ARRAY_OF(item_ptr) \
+    ((ft_list_array *)((char *)(item_ptr) - offsetof(ft_list_array, items)))
 
 /* The largest capacity whose array size fits in a Py_ssize_t. */
 #define MAX_CAPACITY \
@@ -266,13 +269,37 @@ list_resize(PyListObject *self, Py_ssize_t newsize)
     if (cap > (size_t)MAX_CAPACITY) {
         cap = (size_t)newsize;
     }
+    if (!shared && old != NULL) {
+        /* Nobody else can be reading this array: other threads take the
+         * lock (which we hold) until the list is SHARED.  Resize it in
+         * place: no copy when jemalloc can extend the block, and only the
+         * new tail is zeroed (growing a list of n items this way writes
+         * O(n) bytes, not O(n) per resize). */
+        ft_list_array *a = ARRAY_OF(old);
+        Py_ssize_t old_cap = a->allocated;
+        for (Py_ssize_t i = newsize; i < size && i < (Py_ssize_t)cap; i++) {
+            old[i] = NULL;   /* shrinking: slots past the new size are NULL */
+        }
+        ft_list_array *na = PyMem_RawRealloc(a, array_bytes((Py_ssize_t)cap));
+        if (na == NULL) {
+            PyErr_NoMemory();   /* the old array is intact */
+            return -1;
+        }
+        if ((Py_ssize_t)cap > old_cap) {
+            memset(&na->items[old_cap], 0, ((size_t)cap - (size_t)old_cap) * sizeof(PyObject *));
+        }
+        na->allocated = (Py_ssize_t)cap;
+        store_items(self, na->items, (Py_ssize_t)cap);
+        store_size(self, newsize);
+        return 0;
+    }
     PyObject **items = array_new((Py_ssize_t)cap);
     if (items == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     Py_ssize_t keep = size < newsize ? size : newsize;
-    if (keep > 0) {
+    if (keep > 0 && old != NULL) {   /* (size > 0 implies an array) */
         memcpy(items, old, (size_t)keep * sizeof(PyObject *));
     }
     store_items(self, items, (Py_ssize_t)cap);

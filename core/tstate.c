@@ -75,9 +75,11 @@
  *   A removed state is freed with call_rcu, after every thread that was
  *   online when it was removed has passed a quiescent state.
  *
- *   What a walker may do with a state it reaches: read its id, interp and
- *   state word, set breaker bits, and CAS the state word from DETACHED or
- *   SUSPENDED (the stop-the-world requester and the finalizer).  It may not
+ *   What a walker may do with a state it reaches: read its id, interp,
+ *   thread ident and state word, set breaker bits, exchange its pending
+ *   asynchronous exception (PyThreadState_SetAsyncExc), and CAS the state
+ *   word from DETACHED or SUSPENDED (the stop-the-world requester and the
+ *   finalizer).  It may not
  *   keep the pointer past its next quiescent state (a safe point, a detach),
  *   and must not attach, clear or free it.
  *
@@ -255,6 +257,8 @@ bind_to_thread(ft_tstate *ts)
             atomic_fetch_add_explicit(&slot->refs, 1, memory_order_relaxed);
             atomic_store_explicit(&ts->slot, slot, memory_order_relaxed);
         }
+        atomic_store_explicit(&ts->thread_ident, PyThread_get_thread_ident(),
+                              memory_order_relaxed);
     }
     if (slot && slot == tls_slot) {
         atomic_store_explicit(&slot->last, ts, memory_order_relaxed);
@@ -801,6 +805,7 @@ ft_tstate_clear(ft_tstate *ts)
     ts->ensure_counter = 0;
     Py_CLEAR(ts->dict);   /* may run destructors: before the error indicator goes */
     ft_errors_clear_tstate(ts);
+    Py_XDECREF(atomic_exchange_explicit(&ts->async_exc, NULL, memory_order_acq_rel));
     ft_gc_heap_release(ts);   /* last: the lines above may free GC objects */
 }
 
@@ -1014,6 +1019,41 @@ PyThreadState_Next(PyThreadState *tstate)
     ft_tstate *ts;
     WITH_RCU_ONLINE(ts = ft_tstate_next(ft_ts(tstate)));
     return (PyThreadState *)ts;
+}
+
+/* Any attached thread, on every state of its interpreter whose OS thread
+ * is `id`: the exchange of async_exc is the only write a walker makes
+ * besides breaker bits and state CASes (see "What a walker may do" at the
+ * top).  A state deleted while this runs may keep `exc` alive (it is
+ * dropped by ft_tstate_clear, which may already have run). */
+int
+PyThreadState_SetAsyncExc(unsigned long id, PyObject *exc)
+{
+    ft_tstate *me = ft_tls_current;
+    if (!me) {
+        fatal("PyThreadState_SetAsyncExc", "the function must be called with an attached "
+                                           "thread state, but none is attached");
+    }
+    int count = 0;
+    for (ft_tstate *ts = ft_tstate_first(me->base.interp); ts; ts = ft_tstate_next(ts)) {
+        if (atomic_load_explicit(&ts->thread_ident, memory_order_relaxed) != id) {
+            continue;
+        }
+        PyObject *old = atomic_exchange_explicit(&ts->async_exc, Py_XNewRef(exc),
+                                                 memory_order_acq_rel);
+        Py_XDECREF(old);
+        count++;
+    }
+    return count;
+}
+
+struct _frame *
+PyThreadState_GetFrame(PyThreadState *tstate)
+{
+    if (!tstate) {
+        fatal("PyThreadState_GetFrame", "tstate is NULL");
+    }
+    return NULL;   /* no evaluator: no Python frame is ever executing */
 }
 
 PyThreadState *

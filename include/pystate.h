@@ -45,6 +45,16 @@ PyAPI_FUNC(uint64_t) PyThreadState_GetID(PyThreadState *tstate);
  * NULL, without an exception, if no state is attached or it cannot be
  * created. */
 PyAPI_FUNC(PyObject *) PyThreadState_GetDict(void);
+/* Schedule `exc` (an exception class or instance; NULL: cancel) to be
+ * raised in every state of the current interpreter bound to the OS thread
+ * `id` (PyThread_get_thread_ident).  ftrt has no evaluation loop: the
+ * exception is raised by that thread's next PyErr_CheckSignals or
+ * Py_MakePendingCalls, which then return -1.  Returns how many states were
+ * found; never raises.  Needs an attached thread state. */
+PyAPI_FUNC(int) PyThreadState_SetAsyncExc(unsigned long id, PyObject *exc);
+/* The frame the state is executing: always NULL (there is no evaluator). */
+struct _frame;
+PyAPI_FUNC(struct _frame *) PyThreadState_GetFrame(PyThreadState *tstate);
 
 /* ---- interpreters and walking (debuggers, profilers) ------------------ */
 

@@ -79,6 +79,9 @@ typedef struct ft_tstate {
     PyObject *current_exception;     /* the error indicator (core/errors.c) */
     struct ft_gc_heap *gc_heap;      /* its GC objects (core/obmalloc.c); NULL until the first */
     PyObject *dict;                  /* PyThreadState_GetDict (owner thread; cleared by ft_tstate_clear) */
+    unsigned long _Atomic thread_ident;  /* PyThread_get_thread_ident of its OS thread, 0 unbound */
+    PyObject *_Atomic async_exc;     /* PyThreadState_SetAsyncExc: raised at the owner's next
+                                        explicit safe point (any thread exchanges it) */
     struct cds_lfht_node node;       /* interp->threads, keyed by id */
     ft_rcu_head rcu;
 } ft_tstate;

@@ -24,6 +24,7 @@
 #include "ft_pystate.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1166,4 +1167,97 @@ Test(tstate, thread_exit_while_attached, .timeout = FT_TIMEOUT(20))
     PyThreadState_Delete(ts);
     cr_assert_eq(walk_length(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- asynchronous exceptions, frames ---------------------------------------------- */
+
+Test(tstate, set_async_exc_on_own_thread, .timeout = FT_TIMEOUT(20))
+{
+    Py_InitializeEx(0);
+    unsigned long me = PyThread_get_thread_ident();
+    cr_assert_eq(PyThreadState_SetAsyncExc(0, PyExc_RuntimeError), 0, "no thread has ident 0");
+    cr_assert_null(PyErr_Occurred(), "SetAsyncExc never raises");
+
+    cr_assert_eq(PyThreadState_SetAsyncExc(me, PyExc_RuntimeError), 1);
+    cr_assert_null(PyErr_Occurred(), "nothing is raised before a safe point");
+    cr_assert_eq(PyErr_CheckSignals(), -1);
+    cr_assert(PyErr_ExceptionMatches(PyExc_RuntimeError));
+    PyErr_Clear();
+    cr_assert_eq(PyErr_CheckSignals(), 0, "raised once");
+
+    /* NULL cancels a pending one */
+    cr_assert_eq(PyThreadState_SetAsyncExc(me, PyExc_RuntimeError), 1);
+    cr_assert_eq(PyThreadState_SetAsyncExc(me, NULL), 1);
+    cr_assert_eq(PyErr_CheckSignals(), 0);
+    cr_assert_null(PyErr_Occurred());
+
+    /* an instance is raised as it is, through Py_MakePendingCalls too */
+    PyErr_SetString(PyExc_ValueError, "from elsewhere");
+    PyObject *exc = PyErr_GetRaisedException();
+    cr_assert_not_null(exc);
+    cr_assert_eq(PyThreadState_SetAsyncExc(me, exc), 1);
+    cr_assert_eq(Py_MakePendingCalls(), -1);
+    PyObject *got = PyErr_GetRaisedException();
+    cr_assert_eq(got, exc, "not the instance that was scheduled");
+    cr_assert_str_eq(PyException_GetMessageUTF8(got), "from elsewhere");
+    Py_DECREF(got);
+    Py_DECREF(exc);
+
+    cr_assert_null(PyThreadState_GetFrame(PyThreadState_Get()), "there are no frames");
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+static struct {
+    atomic_ulong ident;
+    atomic_int ready, raised, matched;
+} ax;
+
+static void *
+async_target(void *arg)
+{
+    (void)arg;
+    PyGILState_STATE g = PyGILState_Ensure();
+    atomic_store(&ax.ident, PyThread_get_thread_ident());
+    atomic_store(&ax.ready, 1);
+    int64_t deadline = test_now_ns() + (int64_t)POLL_MS * FT_NS_PER_MS;
+    int rc = 0;
+    while ((rc = PyErr_CheckSignals()) == 0 && test_now_ns() < deadline) {
+        sched_yield();   /* a C loop reaching safe points */
+    }
+    atomic_store(&ax.raised, rc == -1);
+    atomic_store(&ax.matched, rc == -1 && PyErr_ExceptionMatches(PyExc_ValueError));
+    PyErr_Clear();
+    PyGILState_Release(g);
+    return NULL;
+}
+
+Test(tstate, set_async_exc_reaches_another_threads_safe_point, .timeout = FT_TIMEOUT(30))
+{
+    Py_InitializeEx(0);
+    memset(&ax, 0, sizeof ax);
+    PyThreadState *save = PyEval_SaveThread();
+    pthread_t t = test_start_thread(async_target, NULL);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&ax.ready), POLL_MS));
+    PyEval_RestoreThread(save);
+    cr_assert_eq(PyThreadState_SetAsyncExc(atomic_load(&ax.ident), PyExc_ValueError), 1);
+    save = PyEval_SaveThread();
+    test_join_thread(t);
+    PyEval_RestoreThread(save);
+    cr_assert(atomic_load(&ax.raised), "the other thread's PyErr_CheckSignals never failed");
+    cr_assert(atomic_load(&ax.matched), "it raised something else than ValueError");
+    cr_assert_null(PyErr_Occurred(), "the caller's own indicator was touched");
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+static void
+child_set_async_exc_detached(void)
+{
+    (void)PyThreadState_SetAsyncExc(1, PyExc_ValueError);
+}
+
+Test(tstate, set_async_exc_without_attached_state_is_fatal, .timeout = FT_TIMEOUT(20))
+{
+    expect_fatal(child_set_async_exc_detached,
+                 "Fatal Python error: PyThreadState_SetAsyncExc: the function must be called "
+                 "with an attached thread state");
 }
