@@ -123,7 +123,7 @@ parse_float(const char *text, size_t len, double *out)
     for (size_t w = 0; w < 3; w++) {
         if (len - i == strlen(words[w]) && strncasecmp(text + i, words[w], len - i) == 0) {
             double v = w == 2 ? NAN : INFINITY;
-            *out = buf[0] == '-' ? -v : v;
+            *out = n > 0 && buf[0] == '-' ? -v : v;   /* buf[0]: the sign, if any */
             return true;
         }
     }
