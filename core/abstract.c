@@ -64,6 +64,60 @@ PyObject_Not(PyObject *o)
     return t < 0 ? t : !t;
 }
 
+/* ---- indexes: shared by subscription and the sequence functions --------------------------- */
+
+/* A negative index counts from the end (sq_length), as CPython's
+ * PySequence_* do. */
+static int
+adjust_index(PyObject *o, PySequenceMethods *sq, Py_ssize_t *i)
+{
+    if (*i < 0 && sq->sq_length != NULL) {
+        Py_ssize_t n = sq->sq_length(o);
+        if (n < 0) {
+            return -1;
+        }
+        *i += n;
+    }
+    return 0;
+}
+
+/* o[i] = v through sq_ass_item (a NULL v deletes), i adjusted as above;
+ * `unsupported` is the TypeError for a type without the slot that is no
+ * mapping either.  PySequence_SetItem, PySequence_DelItem and the sequence
+ * case of PyObject_SetItem / PyObject_DelItem. */
+static int
+sequence_ass_item(PyObject *o, Py_ssize_t i, PyObject *v, const char *unsupported)
+{
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_ass_item != NULL) {
+        if (adjust_index(o, sq, &i) < 0) {
+            return -1;
+        }
+        return sq->sq_ass_item(o, i, v);
+    }
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_ass_subscript != NULL) {
+        type_error("%.200s is not a sequence", o);
+        return -1;
+    }
+    type_error(unsupported, o);
+    return -1;
+}
+
+/* A subscript used as a sequence index: *i is its __index__ value; -1 with
+ * TypeError (not an index) or IndexError (out of Py_ssize_t's range). */
+static int
+sequence_index(PyObject *key, Py_ssize_t *i)
+{
+    if (!PyIndex_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "sequence index must be integer, not '%.200s'",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    *i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    return *i == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* ---- subscription ------------------------------------------------------------------------- */
 
 PyObject *
@@ -78,18 +132,35 @@ PyObject_GetItem(PyObject *o, PyObject *key)
     }
     PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
     if (sq != NULL && sq->sq_item != NULL) {
-        if (PyIndex_Check(key)) {
-            Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-            if (i == -1 && PyErr_Occurred()) {
-                return NULL;
-            }
-            return PySequence_GetItem(o, i);
+        Py_ssize_t i;
+        if (sequence_index(key, &i) < 0) {
+            return NULL;
         }
-        PyErr_Format(PyExc_TypeError, "sequence index must be integer, not '%.200s'",
-                     Py_TYPE(key)->tp_name);
-        return NULL;
+        return PySequence_GetItem(o, i);
     }
     return type_error("'%.200s' object is not subscriptable", o);
+}
+
+/* o[key] = v, or del o[key] when v is NULL: the mapping slot, else the
+ * sequence slot with key as an index; `unsupported` is the TypeError for a
+ * type with neither. */
+static int
+object_ass_item(PyObject *o, PyObject *key, PyObject *v, const char *unsupported)
+{
+    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+    if (mp != NULL && mp->mp_ass_subscript != NULL) {
+        return mp->mp_ass_subscript(o, key, v);
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_ass_item != NULL) {
+        Py_ssize_t i;
+        if (sequence_index(key, &i) < 0) {
+            return -1;
+        }
+        return sequence_ass_item(o, i, v, unsupported);   /* has the slot: never unsupported */
+    }
+    type_error(unsupported, o);
+    return -1;
 }
 
 int
@@ -99,25 +170,7 @@ PyObject_SetItem(PyObject *o, PyObject *key, PyObject *v)
         null_error();
         return -1;
     }
-    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
-    if (mp != NULL && mp->mp_ass_subscript != NULL) {
-        return mp->mp_ass_subscript(o, key, v);
-    }
-    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
-    if (sq != NULL && sq->sq_ass_item != NULL) {
-        if (PyIndex_Check(key)) {
-            Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-            if (i == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            return PySequence_SetItem(o, i, v);
-        }
-        PyErr_Format(PyExc_TypeError, "sequence index must be integer, not '%.200s'",
-                     Py_TYPE(key)->tp_name);
-        return -1;
-    }
-    type_error("'%.200s' object does not support item assignment", o);
-    return -1;
+    return object_ass_item(o, key, v, "'%.200s' object does not support item assignment");
 }
 
 int
@@ -127,25 +180,7 @@ PyObject_DelItem(PyObject *o, PyObject *key)
         null_error();
         return -1;
     }
-    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
-    if (mp != NULL && mp->mp_ass_subscript != NULL) {
-        return mp->mp_ass_subscript(o, key, NULL);
-    }
-    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
-    if (sq != NULL && sq->sq_ass_item != NULL) {
-        if (PyIndex_Check(key)) {
-            Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-            if (i == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            return PySequence_DelItem(o, i);
-        }
-        PyErr_Format(PyExc_TypeError, "sequence index must be integer, not '%.200s'",
-                     Py_TYPE(key)->tp_name);
-        return -1;
-    }
-    type_error("'%.200s' object does not support item deletion", o);
-    return -1;
+    return object_ass_item(o, key, NULL, "'%.200s' object does not support item deletion");
 }
 
 /* ---- iteration ------------------------------------------------------------------------- */
@@ -215,42 +250,22 @@ PySequence_Check(PyObject *o)
 Py_ssize_t
 PySequence_Size(PyObject *o)
 {
-    if (o == NULL) {
-        null_error();
-        return -1;
+    /* PyObject_Size's, but a mapping's length is no sequence's. */
+    if (o != NULL) {
+        PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+        PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
+        if ((sq == NULL || sq->sq_length == NULL) && mp != NULL && mp->mp_length != NULL) {
+            type_error("%.200s is not a sequence", o);
+            return -1;
+        }
     }
-    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
-    if (sq != NULL && sq->sq_length != NULL) {
-        return sq->sq_length(o);
-    }
-    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
-    if (mp != NULL && mp->mp_length != NULL) {
-        type_error("%.200s is not a sequence", o);
-        return -1;
-    }
-    type_error("object of type '%.200s' has no len()", o);
-    return -1;
+    return PyObject_Size(o);
 }
 
 Py_ssize_t
 PySequence_Length(PyObject *o)
 {
     return PySequence_Size(o);
-}
-
-/* A negative index counts from the end (sq_length), as CPython's
- * PySequence_* do. */
-static int
-adjust_index(PyObject *o, PySequenceMethods *sq, Py_ssize_t *i)
-{
-    if (*i < 0 && sq->sq_length != NULL) {
-        Py_ssize_t n = sq->sq_length(o);
-        if (n < 0) {
-            return -1;
-        }
-        *i += n;
-    }
-    return 0;
 }
 
 PyObject *
@@ -280,20 +295,7 @@ PySequence_SetItem(PyObject *o, Py_ssize_t i, PyObject *v)
         null_error();
         return -1;
     }
-    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
-    if (sq != NULL && sq->sq_ass_item != NULL) {
-        if (adjust_index(o, sq, &i) < 0) {
-            return -1;
-        }
-        return sq->sq_ass_item(o, i, v);
-    }
-    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
-    if (mp != NULL && mp->mp_ass_subscript != NULL) {
-        type_error("%.200s is not a sequence", o);
-        return -1;
-    }
-    type_error("'%.200s' object does not support item assignment", o);
-    return -1;
+    return sequence_ass_item(o, i, v, "'%.200s' object does not support item assignment");
 }
 
 int
@@ -303,20 +305,8 @@ PySequence_DelItem(PyObject *o, Py_ssize_t i)
         null_error();
         return -1;
     }
-    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
-    if (sq != NULL && sq->sq_ass_item != NULL) {
-        if (adjust_index(o, sq, &i) < 0) {
-            return -1;
-        }
-        return sq->sq_ass_item(o, i, NULL);
-    }
-    PyMappingMethods *mp = Py_TYPE(o)->tp_as_mapping;
-    if (mp != NULL && mp->mp_ass_subscript != NULL) {
-        type_error("%.200s is not a sequence", o);
-        return -1;
-    }
-    type_error("'%.200s' object doesn't support item deletion", o);
-    return -1;
+    /* CPython's wording differs from PyObject_DelItem's. */
+    return sequence_ass_item(o, i, NULL, "'%.200s' object doesn't support item deletion");
 }
 
 int

@@ -1060,6 +1060,40 @@ dict_contains(PyObject *op, PyObject *key)
     return PyDict_Contains(op, key);
 }
 
+/* {'a': 1, 2: [3]}.  As CPython 3.13: the walk holds the dict's critical
+ * section and takes new references to the key and value before their
+ * reprs run (arbitrary code, which may suspend the section and let the
+ * dict change: PyDict_Next then goes on by position in whatever table the
+ * dict has, never through a freed one). */
+static PyObject *
+dict_repr(PyObject *op)
+{
+    ft_repr_writer w;
+    PyObject *result;
+    if (ft_repr_begin(&w, op, dict_length(op), "{", "}", &result)) {
+        return result;
+    }
+    int status = 0;
+    Py_BEGIN_CRITICAL_SECTION(op);
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (status == 0 && PyDict_Next(op, &pos, &key, &value)) {
+        Py_INCREF(key);
+        Py_INCREF(value);
+        status = ft_repr_item(&w, key);
+        if (status == 0) {
+            status = ft_repr_write(&w, ": ", 2);
+        }
+        if (status == 0) {
+            status = ft_repr_write_repr(&w, value);
+        }
+        Py_DECREF(key);
+        Py_DECREF(value);
+    }
+    Py_END_CRITICAL_SECTION();
+    return ft_repr_end(&w, status);
+}
+
 static PyObject *dict_iter(PyObject *op);
 
 static PyMappingMethods dict_as_mapping = {
@@ -1077,6 +1111,7 @@ PyTypeObject PyDict_Type = {
     .tp_name = "dict",
     .tp_basicsize = sizeof(PyDictObject),
     .tp_dealloc = dict_dealloc,
+    .tp_repr = dict_repr,
     .tp_as_sequence = &dict_as_sequence,
     .tp_as_mapping = &dict_as_mapping,
     .tp_hash = PyObject_HashNotImplemented,
@@ -1218,6 +1253,32 @@ PyDict_GetItemStringRef(PyObject *op, const char *key, PyObject **result)
         return -1;
     }
     int r = PyDict_GetItemRef(op, k, result);
+    Py_DECREF(k);
+    return r;
+}
+
+/* Borrowed, and every error suppressed (a pending exception is kept), as
+ * CPython's: see docs/containers.md for why PyDict_GetItemStringRef is the
+ * safe replacement. */
+PyObject *
+PyDict_GetItemString(PyObject *op, const char *key)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *k = PyUnicode_FromString(key);
+    PyObject *value = k != NULL ? PyDict_GetItem(op, k) : NULL;
+    Py_XDECREF(k);
+    PyErr_SetRaisedException(exc);   /* drops a failed conversion's error */
+    return value;
+}
+
+int
+PyDict_ContainsString(PyObject *op, const char *key)
+{
+    PyObject *k = PyUnicode_FromString(key);
+    if (k == NULL) {
+        return -1;
+    }
+    int r = PyDict_Contains(op, k);
     Py_DECREF(k);
     return r;
 }

@@ -12,10 +12,16 @@
  * The item array.  ob_item points at the items of an ft_list_array, whose
  * header holds the capacity (and an RCU head): a reader that loaded an
  * ob_item finds that array's capacity without reading `allocated`, which
- * belongs to another array by then.  A resize of a SHARED list never
- * reallocates in place: it allocates a new array, copies, zeroes the rest,
- * then publishes it with a release store of ob_item (the header and the
- * copied items happen before it), then stores ob_size (relaxed).  A list
+ * belongs to another array by then.  A SHARED list grows its array in
+ * place when the allocator can extend the block without moving it
+ * (ft_raw_grow_in_place: jemalloc's xallocx): the new slots are zeroed,
+ * then the array's capacity is raised with a release store (a reader loads
+ * it with acquire, so it never reads a slot before its zeroing), then
+ * ob_size is stored; readers keep using the same array, nothing is freed.
+ * Otherwise a resize of a SHARED list never reallocates: it allocates a
+ * new array, copies, zeroes the rest, then publishes it with a release
+ * store of ob_item (the header and the copied items happen before it),
+ * then stores ob_size (relaxed).  A list
  * that is not SHARED has no lock-free readers but its owner (who is the
  * one resizing), so it is resized in place with realloc and only the new
  * tail zeroed: no copy when the allocator can extend the block.  The old array is freed at once if no
@@ -76,7 +82,7 @@
 
 typedef struct {
     ft_rcu_head rcu;          /* the deferred free */
-    Py_ssize_t allocated;     /* capacity, fixed for the array's life */
+    Py_ssize_t allocated;     /* capacity: only grows (in place), see the header */
     PyObject *items[];
 } ft_list_array;
 
@@ -93,18 +99,36 @@ array_bytes(Py_ssize_t cap)
     return sizeof(ft_list_array) + (size_t)cap * sizeof(PyObject *);
 }
 
-/* A new array of capacity cap whose slots [0, cap) are NULL; NULL (no
- * exception) if memory runs out. */
+/* A new array of capacity cap whose slots [filled, cap) are NULL (the
+ * caller fills the first ones before publishing it); NULL (no exception)
+ * if memory runs out. */
 static PyObject **
-array_new(Py_ssize_t cap)
+array_new(Py_ssize_t cap, Py_ssize_t filled)
 {
     ft_list_array *a = ft_raw_alloc(array_bytes(cap));
     if (a == NULL) {
         return NULL;
     }
     a->allocated = cap;
-    memset(a->items, 0, (size_t)cap * sizeof(PyObject *));
+    memset(&a->items[filled], 0, (size_t)(cap - filled) * sizeof(PyObject *));
     return a->items;
+}
+
+/* Raise the capacity of a published array to cap without moving it, if
+ * the allocator can extend the block; under the lock.  The new slots are
+ * zeroed before the release store of the capacity that exposes them to
+ * readers (see the header). */
+static bool
+array_grow_in_place(PyObject **items, Py_ssize_t cap)
+{
+    ft_list_array *a = ARRAY_OF(items);
+    Py_ssize_t old_cap = a->allocated;
+    if (cap <= old_cap || !ft_raw_grow_in_place(a, array_bytes(cap))) {
+        return false;
+    }
+    memset(&a->items[old_cap], 0, (size_t)(cap - old_cap) * sizeof(PyObject *));
+    __atomic_store_n(&a->allocated, cap, __ATOMIC_RELEASE);
+    return true;
 }
 
 static void
@@ -293,12 +317,17 @@ list_resize(PyListObject *self, Py_ssize_t newsize)
         store_size(self, newsize);
         return 0;
     }
-    PyObject **items = array_new((Py_ssize_t)cap);
+    if (old != NULL && newsize > size && array_grow_in_place(old, (Py_ssize_t)cap)) {
+        store_items(self, old, (Py_ssize_t)cap);
+        store_size(self, newsize);
+        return 0;
+    }
+    Py_ssize_t keep = size < newsize ? size : newsize;
+    PyObject **items = array_new((Py_ssize_t)cap, old != NULL ? keep : 0);
     if (items == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t keep = size < newsize ? size : newsize;
     if (keep > 0 && old != NULL) {   /* (size > 0 implies an array) */
         memcpy(items, old, (size_t)keep * sizeof(PyObject *));
     }
@@ -328,7 +357,7 @@ PyList_New(Py_ssize_t size)
     op->allocated = 0;
     op->ob_base.ob_size = 0;
     if (size > 0) {
-        op->ob_item = array_new(size);
+        op->ob_item = array_new(size, 0);
         if (op->ob_item == NULL) {
             PyObject_GC_Del(op);
             return PyErr_NoMemory();
@@ -382,7 +411,7 @@ list_get_item_ref(PyListObject *self, Py_ssize_t i)
         return NULL;
     }
     PyObject **items = load_items(self);
-    if (items == NULL || i >= ARRAY_OF(items)->allocated) {
+    if (items == NULL || i >= __atomic_load_n(&ARRAY_OF(items)->allocated, __ATOMIC_ACQUIRE)) {
         return list_item_locked(self, i);
     }
     PyObject *item = load_item(items, i);
@@ -1193,6 +1222,16 @@ listiter_traverse(PyObject *op, visitproc visit, void *arg)
     return 0;
 }
 
+/* [1, 'a', [...]]: the iterator fetches one index at a time with a new
+ * reference, the bounds checked each time, so while an item's repr or
+ * another thread changes the list, each item printed was at its index at
+ * some moment and none is freed under the repr. */
+static PyObject *
+list_repr(PyObject *op)
+{
+    return ft_sequence_repr(op, list_iter, "[", "]");
+}
+
 /* o[key] with an int key (slices need slice objects, not in ftrt yet). */
 static PyObject *
 list_subscript(PyObject *op, PyObject *key)
@@ -1248,6 +1287,7 @@ PyTypeObject PyList_Type = {
     .tp_name = "list",
     .tp_basicsize = sizeof(PyListObject),
     .tp_dealloc = list_dealloc,
+    .tp_repr = list_repr,
     .tp_as_sequence = &list_as_sequence,
     .tp_as_mapping = &list_as_mapping,
     .tp_hash = PyObject_HashNotImplemented,

@@ -1,7 +1,9 @@
 /* Reference counting: the slow paths behind refcount.h's inline fast paths,
  * immortality, Py_SET_REFCNT, _Py_Dealloc, the reference tracer, the
  * try-incref family's out-of-line parts and resurrection during dealloc.
- * The merge queues a non-owner hands objects to live in core/brc.c.
+ * The merge queues a non-owner hands objects to live in core/brc.c.  At
+ * the end: Py_ReprEnter / Py_ReprLeave and the writer behind the list,
+ * tuple and dict reprs.
  *
  * BIASED REFERENCE COUNTING (free-threaded build)
  *   An object's count is split in two.  ob_ref_local belongs to the owner,
@@ -89,6 +91,8 @@
 #include "ft_object.h"
 #include "ft_pystate.h"
 #include "ft_raw_mutex.h"
+
+#include <string.h>
 
 /* ---- the reference tracer ---------------------------------------------------
  *
@@ -443,4 +447,259 @@ void
 Py_DecRef(PyObject *op)
 {
     Py_XDECREF(op);
+}
+
+/* ---- Py_ReprEnter / Py_ReprLeave ------------------------------------------------
+ *
+ * The objects whose repr is running on this thread, innermost last, each
+ * with a strong reference: a stack kept in the thread-state dict
+ * (PyThreadState_GetDict) under its own type as the key, so
+ * PyThreadState_Clear (and so a thread's exit, and Py_FinalizeEx for the
+ * main thread) frees it.  CPython keeps a list there under "Py_Repr"; a
+ * stack of our own never allocates to pop, so Py_ReprLeave cannot fail.
+ * Only its thread uses it: plain fields, no lock. */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    PyObject **objs;   /* PyMem block of cap entries, or NULL */
+} repr_stack;
+
+static void
+repr_stack_dealloc(PyObject *op)
+{
+    repr_stack *s = (repr_stack *)op;
+    while (s->len > 0) {   /* an Enter without its Leave */
+        Py_DECREF(s->objs[--s->len]);
+    }
+    PyMem_Free(s->objs);
+    PyObject_Free(op);
+}
+
+static PyTypeObject repr_stack_type = {
+    PyVarObject_HEAD_INIT(&PyType_Type, 0)
+    .tp_name = "repr_stack",
+    .tp_basicsize = sizeof(repr_stack),
+    .tp_dealloc = repr_stack_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+};
+
+/* A new reference to this thread's stack, created if `create`; NULL if
+ * there is none, or with an exception if creating it failed.  The caller
+ * has a thread state. */
+static repr_stack *
+repr_stack_get(bool create)
+{
+    PyObject *dict = PyThreadState_GetDict();
+    if (dict == NULL) {
+        return create ? (repr_stack *)PyErr_NoMemory() : NULL;
+    }
+    PyObject *key = (PyObject *)&repr_stack_type;
+    PyObject *found;
+    (void)PyDict_GetItemRef(dict, key, &found);   /* a type's hash cannot fail */
+    if (found != NULL && Py_IS_TYPE(found, &repr_stack_type)) {
+        return (repr_stack *)found;
+    }
+    Py_XDECREF(found);   /* someone else's object under our key: replaced below */
+    if (!create) {
+        return NULL;
+    }
+    if (PyType_Ready(&repr_stack_type) < 0) {
+        return NULL;
+    }
+    repr_stack *s = PyObject_New(repr_stack, &repr_stack_type);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->len = 0;
+    s->cap = 0;
+    s->objs = NULL;
+    if (PyDict_SetItem(dict, key, (PyObject *)s) < 0) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Where obj is on s, or -1. */
+static Py_ssize_t
+repr_stack_find(repr_stack *s, PyObject *obj)
+{
+    Py_ssize_t i = s->len;
+    while (--i >= 0 && s->objs[i] != obj) {
+    }
+    return i;
+}
+
+int
+Py_ReprEnter(PyObject *obj)
+{
+    if (PyThreadState_GetUnchecked() == NULL) {
+        return 0;   /* as CPython: nothing to record in */
+    }
+    repr_stack *s = repr_stack_get(true);
+    if (s == NULL) {
+        return -1;
+    }
+    int r = 0;
+    if (repr_stack_find(s, obj) >= 0) {
+        r = 1;
+    }
+    else if (s->len == s->cap) {
+        Py_ssize_t cap = s->cap == 0 ? 8 : s->cap * 2;
+        PyObject **objs = PyMem_Realloc(s->objs, (size_t)cap * sizeof(PyObject *));
+        if (objs == NULL) {
+            PyErr_NoMemory();
+            r = -1;
+        }
+        else {
+            s->objs = objs;
+            s->cap = cap;
+        }
+    }
+    if (r == 0) {
+        s->objs[s->len++] = Py_NewRef(obj);
+    }
+    Py_DECREF(s);
+    return r;
+}
+
+void
+Py_ReprLeave(PyObject *obj)
+{
+    if (PyThreadState_GetUnchecked() == NULL) {
+        return;
+    }
+    PyObject *exc = PyErr_GetRaisedException();   /* kept as it was */
+    repr_stack *s = repr_stack_get(false);
+    if (s != NULL) {
+        Py_ssize_t i = repr_stack_find(s, obj);   /* the top, unless misused */
+        if (i >= 0) {
+            s->len--;
+            memmove(&s->objs[i], &s->objs[i + 1], (size_t)(s->len - i) * sizeof(PyObject *));
+            Py_DECREF(obj);
+        }
+        Py_DECREF(s);
+    }
+    PyErr_SetRaisedException(exc);
+}
+
+/* ---- container reprs ------------------------------------------------------------
+ *
+ * list, tuple and dict write "open item, item, ... close" into a growing
+ * UTF-8 buffer (every piece is valid UTF-8, so the whole is) and make one
+ * str at the end.  ft_repr_begin takes the Py_ReprEnter guard and
+ * ft_repr_end leaves it; in between, the container writes its items with
+ * ft_repr_item.  An item's repr runs arbitrary code, which may change the
+ * container or free the item: callers hold a new reference to each item
+ * while its repr runs. */
+
+int
+ft_repr_write(ft_repr_writer *w, const char *s, size_t n)
+{
+    if (w->cap - w->len < n) {
+        size_t cap = w->cap != 0 ? w->cap : 64;
+        while (cap - w->len < n) {
+            if (cap > (size_t)PY_SSIZE_T_MAX / 2) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            cap *= 2;
+        }
+        char *buf = PyMem_RawRealloc(w->buf, cap);
+        if (buf == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->buf = buf;
+        w->cap = cap;
+    }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    return 0;
+}
+
+int
+ft_repr_write_repr(ft_repr_writer *w, PyObject *o)
+{
+    PyObject *r = PyObject_Repr(o);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(r, &n);   /* cannot fail for a str */
+    int rc = ft_repr_write(w, u, (size_t)n);
+    Py_DECREF(r);
+    return rc;
+}
+
+int
+ft_repr_item(ft_repr_writer *w, PyObject *item)
+{
+    if (w->items++ > 0 && ft_repr_write(w, ", ", 2) < 0) {
+        return -1;
+    }
+    return ft_repr_write_repr(w, item);
+}
+
+int
+ft_repr_begin(ft_repr_writer *w, PyObject *self, Py_ssize_t size, const char *open,
+              const char *close, PyObject **result)
+{
+    *w = (ft_repr_writer){ .self = self, .close = close };
+    if (size == 0) {
+        *result = PyUnicode_FromFormat("%s%s", open, close);
+        return 1;
+    }
+    int entered = Py_ReprEnter(self);
+    if (entered != 0) {
+        /* Already being repr'd on this thread: "[...]", and "(...)" for a
+         * one-item tuple, whose close is ",)". */
+        *result = entered < 0 ? NULL
+                              : PyUnicode_FromFormat("%s...%s", open, close + strlen(close) - 1);
+        return 1;
+    }
+    if (ft_repr_write(w, open, strlen(open)) < 0) {
+        Py_ReprLeave(self);
+        *result = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+PyObject *
+ft_repr_end(ft_repr_writer *w, int status)
+{
+    if (status == 0) {
+        status = ft_repr_write(w, w->close, strlen(w->close));
+    }
+    Py_ReprLeave(w->self);
+    PyObject *r = status == 0 ? PyUnicode_FromStringAndSize(w->buf, (Py_ssize_t)w->len) : NULL;
+    PyMem_RawFree(w->buf);
+    w->buf = NULL;
+    return r;
+}
+
+PyObject *
+ft_sequence_repr(PyObject *self, getiterfunc iter, const char *open, const char *close)
+{
+    ft_repr_writer w;
+    PyObject *result;
+    Py_ssize_t size = __atomic_load_n(&((PyVarObject *)self)->ob_size, __ATOMIC_RELAXED);
+    if (ft_repr_begin(&w, self, size, open, close, &result)) {
+        return result;
+    }
+    PyObject *it = iter(self);
+    int status = it == NULL ? -1 : 0;
+    PyObject *item;
+    while (status == 0 && (item = PyIter_Next(it)) != NULL) {
+        status = ft_repr_item(&w, item);
+        Py_DECREF(item);
+    }
+    if (status == 0 && PyErr_Occurred()) {
+        status = -1;   /* the iterator failed */
+    }
+    Py_XDECREF(it);
+    return ft_repr_end(&w, status);
 }

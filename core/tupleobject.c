@@ -295,6 +295,16 @@ tuple_richcompare(PyObject *v, PyObject *w, int op)
     return PyObject_RichCompare(PyTuple_GET_ITEM(v, i), PyTuple_GET_ITEM(w, i), op);
 }
 
+static PyObject *tuple_iter(PyObject *seq);
+
+/* (1, 2), (1,), ().  A tuple cannot contain itself, but a subclass's or a
+ * list's repr may come back to it: "(...)" then. */
+static PyObject *
+tuple_repr(PyObject *self)
+{
+    return ft_sequence_repr(self, tuple_iter, "(", Py_SIZE(self) == 1 ? ",)" : ")");
+}
+
 /* ---- the iterator ------------------------------------------------------------- */
 
 typedef struct {
@@ -391,6 +401,7 @@ PyTypeObject PyTuple_Type = {
     .tp_basicsize = sizeof(PyTupleObject) - sizeof(PyObject *),
     .tp_itemsize = sizeof(PyObject *),
     .tp_dealloc = tuple_dealloc,
+    .tp_repr = tuple_repr,
     .tp_as_sequence = &tuple_as_sequence,
     .tp_as_mapping = &tuple_as_mapping,
     .tp_hash = tuple_hash,

@@ -412,6 +412,13 @@ PyObject_TypeCheck(PyObject *ob, PyTypeObject *type)
 /* Generic object protocol (what the object core provides). */
 PyAPI_FUNC(PyObject *) PyObject_Repr(PyObject *o);
 PyAPI_FUNC(PyObject *) PyObject_Str(PyObject *o);
+/* The recursion guard of container reprs (core/object.c).  Py_ReprEnter:
+ * 0 and obj recorded as being repr'd on this thread, 1 if it already is
+ * (print "[...]" and do not call Py_ReprLeave), -1 with an exception
+ * (MemoryError).  Py_ReprLeave removes obj; it never fails and keeps the
+ * pending exception.  Without a thread state both do nothing (Enter: 0). */
+PyAPI_FUNC(int) Py_ReprEnter(PyObject *obj);
+PyAPI_FUNC(void) Py_ReprLeave(PyObject *obj);
 /* Write repr(o) (str(o) with Py_PRINT_RAW) to fp; 0, or -1 with an
  * exception set (OSError for a write error). */
 #define Py_PRINT_RAW 1

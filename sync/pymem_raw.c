@@ -140,6 +140,19 @@ ft_raw_free(void *p, size_t size)
     }
 }
 
+bool
+ft_raw_grow_in_place(void *p, size_t size)
+{
+#ifdef FT_USE_JEMALLOC
+    /* xallocx answers the block's size after trying; it never moves it */
+    return xallocx(p, size, 0, 0) >= size;
+#else
+    (void)p;
+    (void)size;
+    return false;
+#endif
+}
+
 void *
 PyMem_RawMalloc(size_t size)
 {

@@ -1,7 +1,10 @@
-/* Helpers shared by the test files: deadlines, polling, thread start/join.
+/* Helpers shared by the test files: deadlines, polling, thread start/join,
+ * forked children and fatal-error checks.
  *
  * Tests never sleep to synchronise; they poll a condition until a deadline
- * and then assert on it, in the test's main thread. */
+ * and then assert on it, in the test's main thread (helper threads waiting
+ * for the main thread use TEST_HELPER_WAIT).  A sleep is only ever a window
+ * for a wrong outcome or a race to show, and says so where it stands. */
 #ifndef FT_TEST_UTIL_H
 #define FT_TEST_UTIL_H
 
@@ -12,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,6 +51,31 @@ test_sleep_ns(int64_t ns)
         }                                                                          \
         test_ok_;                                                                  \
     })
+
+/* A helper thread that waits for the main thread's go-ahead has nothing
+ * to record if it never comes (the main thread hung or failed), and
+ * helpers do not assert; so it waits like TEST_POLL_UNTIL and, if the
+ * deadline passes, ends the test: the process aborts naming the condition. */
+#define TEST_HELPER_WAIT(cond, timeout_ms)                                         \
+    do {                                                                           \
+        if (!TEST_POLL_UNTIL(cond, timeout_ms)) {                                  \
+            test_helper_gave_up(#cond, __FILE__, __LINE__);                        \
+        }                                                                          \
+    } while (0)
+
+static inline void
+test_helper_gave_up(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "%s:%d: a helper thread gave up waiting for %s\n", file, line, cond);
+    abort();
+}
+
+/* The same for the common case: a flag the main thread sets. */
+static inline void
+test_wait_flag(atomic_int *flag, int timeout_ms)
+{
+    TEST_HELPER_WAIT(atomic_load(flag) != 0, timeout_ms);
+}
 
 static inline pthread_t
 test_start_thread(void *(*fn)(void *), void *arg)
@@ -107,6 +136,30 @@ test_run_in_child(void (*fn)(void), char *buf, size_t cap)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     return status;
+}
+
+/* Fatal-error checks: fn runs in a forked child, which must die of SIGABRT
+ * with `needle` in its stderr.  A child that hangs instead dies of SIGALRM
+ * (and fails the check) rather than outliving the test. */
+static void (*test_fatal_child_fn)(void);
+
+static inline void
+test_fatal_child_with_alarm(void)
+{
+    alarm((unsigned)FT_TIMEOUT(10));
+    test_fatal_child_fn();
+}
+
+static inline void
+test_expect_fatal(void (*fn)(void), const char *needle)
+{
+    char buf[8192];
+    test_fatal_child_fn = fn;
+    int st = test_run_in_child(test_fatal_child_with_alarm, buf, sizeof buf);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
+              "expected SIGABRT; child status %#x (exit %d), stderr: %s", st,
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1, buf);
+    cr_assert(strstr(buf, needle) != NULL, "stderr lacks \"%s\": %s", needle, buf);
 }
 
 /* Wait (polling, at most timeout_ms scaled) for a forked child to exit;

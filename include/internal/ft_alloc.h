@@ -15,6 +15,11 @@
 FT_INTERNAL void *ft_raw_alloc(size_t size);         /* NULL on failure */
 FT_INTERNAL void *ft_raw_calloc(size_t size);        /* zeroed */
 FT_INTERNAL void ft_raw_free(void *p, size_t size);  /* size as allocated; p may be NULL */
+/* Extend the block p (from ft_raw_alloc) to at least size bytes without
+ * moving it; false if the allocator cannot, the block unchanged.  jemalloc
+ * extends in place when the neighbouring pages are free (xallocx); the
+ * system backend never does. */
+FT_INTERNAL bool ft_raw_grow_in_place(void *p, size_t size);
 
 /* "jemalloc" or "system": what this build uses (for reports). */
 FT_INTERNAL const char *ft_allocator_name(void);

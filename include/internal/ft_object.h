@@ -3,7 +3,8 @@
  *
  * Who owns what (one file each):
  *   core/object.c            refcount slow paths, immortality, _Py_Dealloc,
- *                            the reference tracer
+ *                            the reference tracer, Py_ReprEnter and the
+ *                            container repr writer
  *   core/brc.c               the biased-refcount merge queues
  *   core/obmalloc.c          PyMem_*, PyObject_Malloc, object creation,
  *                            the per-thread GC object lists
@@ -251,5 +252,47 @@ ft_new_ref_with_lock(PyObject *op)
     return op;
 #endif
 }
+
+/* ---- container reprs (core/object.c) ----------------------------------------
+ *
+ *     ft_repr_writer w;
+ *     PyObject *result;
+ *     if (ft_repr_begin(&w, self, size, "[", "]", &result)) {
+ *         return result;                 // "[]", "[...]" (recursive), or NULL
+ *     }
+ *     int status = 0;
+ *     for (each item, a new reference, while status == 0) {
+ *         status = ft_repr_item(&w, item);   // ", " between items, then repr(item)
+ *     }
+ *     return ft_repr_end(&w, status);    // close, leave the guard, the str
+ *
+ * Every function returning int gives 0, or -1 with an exception set
+ * (MemoryError, or whatever an item's repr raised). */
+typedef struct {
+    PyObject *self;       /* the container; its Py_ReprEnter guard is held */
+    const char *close;
+    char *buf;            /* PyMem_Raw block of cap bytes, or NULL */
+    size_t len;
+    size_t cap;
+    Py_ssize_t items;     /* items written */
+} ft_repr_writer;
+
+/* 0: go on writing items into w (the guard on self is taken, `open`
+ * written).  1: *result is the whole answer: open+close for size 0, open
+ * "..." and close's last character if self's repr is already running on
+ * this thread, or NULL with an exception. */
+FT_INTERNAL int ft_repr_begin(ft_repr_writer *w, PyObject *self, Py_ssize_t size,
+                              const char *open, const char *close, PyObject **result);
+FT_INTERNAL int ft_repr_item(ft_repr_writer *w, PyObject *item);
+FT_INTERNAL int ft_repr_write(ft_repr_writer *w, const char *s, size_t n);
+FT_INTERNAL int ft_repr_write_repr(ft_repr_writer *w, PyObject *o);
+/* With status 0, write close and make the str; either way leave the guard
+ * and free the buffer.  NULL with an exception on failure. */
+FT_INTERNAL PyObject *ft_repr_end(ft_repr_writer *w, int status);
+/* The repr of a list or tuple (a PyVarObject whose ob_size is its length,
+ * read relaxed) through its own iterator function `iter` (not tp_iter,
+ * which a subclass may override), as open item, item close. */
+FT_INTERNAL PyObject *ft_sequence_repr(PyObject *self, getiterfunc iter, const char *open,
+                                       const char *close);
 
 #endif /* FT_OBJECT_H */

@@ -1,28 +1,18 @@
 /* The abstract object protocol (core/abstract.c): size, truth,
  * subscription, iteration, the sequence functions and index conversion,
- * with each error case (types and messages as CPython's). */
+ * with each error case (types and messages as CPython's).  A sequence type
+ * of the tests' own, whose slots record their arguments, shows how an
+ * index reaches sq_item / sq_ass_item (negative ones adjusted by
+ * sq_length, or passed on without it). */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
 
-TestSuite(abstract, .timeout = FT_TIMEOUT(30));
+TestSuite(abstract, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(30));
 
-static void setup(void) { Py_InitializeEx(0); }
-static void teardown(void) { cr_assert_eq(Py_FinalizeEx(), 0); }
-
-static void
-expect_exc(PyObject *type, const char *msg)
-{
-    cr_assert_not_null(PyErr_Occurred(), "no exception set");
-    PyObject *e = PyErr_GetRaisedException();
-    cr_assert(PyErr_GivenExceptionMatches(e, type), "wrong exception type %s",
-              Py_TYPE(e)->tp_name);
-    if (msg != NULL) {
-        cr_assert_str_eq(PyException_GetMessageUTF8(e), msg);
-    }
-    Py_DECREF(e);
-}
 
 static PyObject *
 num(long v)
@@ -42,7 +32,31 @@ list3(void)
     return l;
 }
 
-Test(abstract, size_and_length, .init = setup, .fini = teardown)
+/* Assigning and deleting o's items, through PyObject_* and PySequence_*,
+ * fails with CPython's TypeErrors for a type with neither slot (whose
+ * PySequence_DelItem words it "doesn't"); nothing changes. */
+static void
+expect_no_item_assignment(PyObject *o)
+{
+    const char *tn = Py_TYPE(o)->tp_name;
+    PyObject *k = num(0), *v = num(7);
+    char want[128];
+    snprintf(want, sizeof want, "'%s' object does not support item assignment", tn);
+    cr_assert_eq(PyObject_SetItem(o, k, v), -1);
+    test_expect_error_is(PyExc_TypeError, want);
+    cr_assert_eq(PySequence_SetItem(o, 0, v), -1);
+    test_expect_error_is(PyExc_TypeError, want);
+    snprintf(want, sizeof want, "'%s' object does not support item deletion", tn);
+    cr_assert_eq(PyObject_DelItem(o, k), -1);
+    test_expect_error_is(PyExc_TypeError, want);
+    snprintf(want, sizeof want, "'%s' object doesn't support item deletion", tn);
+    cr_assert_eq(PySequence_DelItem(o, 0), -1);
+    test_expect_error_is(PyExc_TypeError, want);
+    Py_DECREF(v);
+    Py_DECREF(k);
+}
+
+Test(abstract, size_and_length)
 {
     PyObject *l = list3();
     cr_assert_eq(PyObject_Size(l), 3);
@@ -50,17 +64,17 @@ Test(abstract, size_and_length, .init = setup, .fini = teardown)
     cr_assert_eq(PySequence_Size(l), 3);
     cr_assert_eq(PySequence_Length(l), 3);
     cr_assert_eq(PyObject_Size(Py_None), -1);
-    expect_exc(PyExc_TypeError, "object of type 'NoneType' has no len()");
+    test_expect_error_is(PyExc_TypeError, "object of type 'NoneType' has no len()");
     cr_assert_eq(PySequence_Size(Py_None), -1);
-    expect_exc(PyExc_TypeError, "object of type 'NoneType' has no len()");
+    test_expect_error_is(PyExc_TypeError, "object of type 'NoneType' has no len()");
     cr_assert_eq(PyObject_Size(NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PySequence_Size(NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     Py_DECREF(l);
 }
 
-Test(abstract, truth, .init = setup, .fini = teardown)
+Test(abstract, truth)
 {
     PyObject *l = PyList_New(0);
     cr_assert_eq(PyObject_IsTrue(l), 0);
@@ -79,7 +93,7 @@ Test(abstract, truth, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(abstract, getitem_setitem_delitem, .init = setup, .fini = teardown)
+Test(abstract, getitem_setitem_delitem)
 {
     PyObject *l = list3();
     PyObject *k = num(1);
@@ -94,37 +108,34 @@ Test(abstract, getitem_setitem_delitem, .init = setup, .fini = teardown)
     Py_DECREF(v);
     /* Not subscriptable / assignable. */
     cr_assert_null(PyObject_GetItem(Py_None, k));
-    expect_exc(PyExc_TypeError, "'NoneType' object is not subscriptable");
-    cr_assert_eq(PyObject_SetItem(Py_None, k, k), -1);
-    expect_exc(PyExc_TypeError, "'NoneType' object does not support item assignment");
-    cr_assert_eq(PyObject_DelItem(Py_None, k), -1);
-    expect_exc(PyExc_TypeError, "'NoneType' object does not support item deletion");
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object is not subscriptable");
+    expect_no_item_assignment(Py_None);
     /* NULL arguments. */
     cr_assert_null(PyObject_GetItem(NULL, k));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_null(PyObject_GetItem(l, NULL));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyObject_SetItem(l, k, NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyObject_DelItem(l, NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     /* A huge index: IndexError from the conversion. */
     PyObject *huge = PyLong_FromUnsignedLongLong(~0ULL);
     if (huge == NULL) {
         /* ints are limited to 64 bits for now (core/longobject.c): no int
          * outside Py_ssize_t's range exists yet. */
-        expect_exc(PyExc_OverflowError, NULL);
+        test_expect_error_is(PyExc_OverflowError, NULL);
     }
     else {
         cr_assert_null(PyObject_GetItem(l, huge));
-        expect_exc(PyExc_IndexError, "cannot fit 'int' into an index-sized integer");
+        test_expect_error_is(PyExc_IndexError, "cannot fit 'int' into an index-sized integer");
         Py_DECREF(huge);
     }
     Py_DECREF(k);
     Py_DECREF(l);
 }
 
-Test(abstract, iteration, .init = setup, .fini = teardown)
+Test(abstract, iteration)
 {
     PyObject *l = list3();
     PyObject *it = PyObject_GetIter(l);
@@ -141,17 +152,17 @@ Test(abstract, iteration, .init = setup, .fini = teardown)
     cr_assert_eq(want, 103);
     Py_DECREF(it);
     cr_assert_null(PyObject_GetIter(Py_None));
-    expect_exc(PyExc_TypeError, "'NoneType' object is not iterable");
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object is not iterable");
     cr_assert_null(PyObject_GetIter(NULL));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_null(PyIter_Next(l));
-    expect_exc(PyExc_TypeError, "'list' object is not an iterator");
+    test_expect_error_is(PyExc_TypeError, "'list' object is not an iterator");
     cr_assert_eq(PyObject_SelfIter(l), l);
     Py_DECREF(l);
     Py_DECREF(l);
 }
 
-Test(abstract, sequence_functions, .init = setup, .fini = teardown)
+Test(abstract, sequence_functions)
 {
     PyObject *l = list3();
     cr_assert(PySequence_Check(l));
@@ -160,19 +171,15 @@ Test(abstract, sequence_functions, .init = setup, .fini = teardown)
     cr_assert_eq(PyLong_AsLong(x), 100);
     Py_DECREF(x);
     cr_assert_null(PySequence_GetItem(l, 3));
-    expect_exc(PyExc_IndexError, "list index out of range");
+    test_expect_error_is(PyExc_IndexError, "list index out of range");
     cr_assert_null(PySequence_GetItem(Py_None, 0));
-    expect_exc(PyExc_TypeError, "'NoneType' object does not support indexing");
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object does not support indexing");
     PyObject *v = num(999);
     cr_assert_eq(PySequence_SetItem(l, -1, v), 0);
     cr_assert_eq(PySequence_Contains(l, v), 1);
-    cr_assert_eq(PySequence_SetItem(Py_None, 0, v), -1);
-    expect_exc(PyExc_TypeError, "'NoneType' object does not support item assignment");
     cr_assert_eq(PySequence_DelItem(l, 0), 0);
-    cr_assert_eq(PySequence_DelItem(Py_None, 0), -1);
-    expect_exc(PyExc_TypeError, "'NoneType' object doesn't support item deletion");
     cr_assert_eq(PySequence_Contains(Py_None, v), -1);
-    expect_exc(PyExc_TypeError, "argument of type 'NoneType' is not iterable");
+    test_expect_error_is(PyExc_TypeError, "argument of type 'NoneType' is not iterable");
     /* Contains through iteration (an iterator has no sq_contains). */
     PyObject *it = PyObject_GetIter(l);
     cr_assert_eq(PySequence_Contains(it, v), 1);
@@ -199,15 +206,15 @@ Test(abstract, sequence_functions, .init = setup, .fini = teardown)
     Py_DECREF(f);
     Py_DECREF(it);
     cr_assert_null(PySequence_Fast(Py_None, "need a sequence"));
-    expect_exc(PyExc_TypeError, "need a sequence");
+    test_expect_error_is(PyExc_TypeError, "need a sequence");
     cr_assert_null(PySequence_List(Py_None));
-    expect_exc(PyExc_TypeError, NULL);
+    test_expect_error_is(PyExc_TypeError, NULL);
     cr_assert_null(PySequence_Tuple(NULL));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     ft_alloc_fail_after(1);
     cr_assert_null(PySequence_List(t));
     ft_alloc_fail_after(0);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     Py_DECREF(l2);
     Py_DECREF(t);
     Py_DECREF(l);
@@ -223,17 +230,9 @@ idx_index(PyObject *self)
     return index_result == NULL ? NULL : Py_NewRef(index_result);
 }
 
-static void *
-fn_ptr(void (*f)(void))
+Test(abstract, number_index)
 {
-    void *p;
-    memcpy(&p, &f, sizeof p);
-    return p;
-}
-
-Test(abstract, number_index, .init = setup, .fini = teardown)
-{
-    PyType_Slot slots[] = { { Py_nb_index, fn_ptr((void (*)(void))idx_index) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_nb_index, TEST_FP(idx_index) }, { 0, NULL } };
     PyType_Spec spec = { "test.idx", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots };
     PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&spec);
     cr_assert_not_null(tp);
@@ -255,24 +254,24 @@ Test(abstract, number_index, .init = setup, .fini = teardown)
     /* __index__ returning a non-int. */
     index_result = Py_None;
     cr_assert_null(PyNumber_Index(o));
-    expect_exc(PyExc_TypeError, "__index__ returned non-int (type NoneType)");
+    test_expect_error_is(PyExc_TypeError, "__index__ returned non-int (type NoneType)");
     index_result = NULL;
     PyErr_SetString(PyExc_ValueError, "boom");
     cr_assert_null(PyNumber_Index(o));
-    expect_exc(PyExc_ValueError, "boom");
+    test_expect_error_is(PyExc_ValueError, "boom");
     cr_assert_null(PyNumber_Index(Py_None));
-    expect_exc(PyExc_TypeError, "'NoneType' object cannot be interpreted as an integer");
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object cannot be interpreted as an integer");
     cr_assert_null(PyNumber_Index(NULL));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     /* An int is its own index; clamping. */
     PyObject *big = PyLong_FromUnsignedLongLong(~0ULL);
     if (big == NULL) {   /* 64-bit ints only for now, as above */
-        expect_exc(PyExc_OverflowError, NULL);
+        test_expect_error_is(PyExc_OverflowError, NULL);
     }
     else {
         cr_assert_eq(PyNumber_AsSsize_t(big, NULL), PY_SSIZE_T_MAX);
         cr_assert_eq(PyNumber_AsSsize_t(big, PyExc_OverflowError), -1);
-        expect_exc(PyExc_OverflowError, "cannot fit 'int' into an index-sized integer");
+        test_expect_error_is(PyExc_OverflowError, "cannot fit 'int' into an index-sized integer");
         Py_DECREF(big);
     }
     big = PyLong_FromLongLong(PY_SSIZE_T_MAX);
@@ -292,4 +291,227 @@ Test(abstract, number_index, .init = setup, .fini = teardown)
     Py_DECREF(r);
     cr_assert_eq(PyNumber_AsSsize_t(Py_True, NULL), 1);
     Py_DECREF(o);
+}
+
+/* ---- how an index reaches the sequence slots ------------------------------------------- */
+
+/* A sequence with the sequence slots only (no mapping): they record their
+ * arguments; its length is seq_len, or a ValueError when seq_len < 0. */
+static Py_ssize_t seq_len;
+static int seq_length_calls, seq_item_calls, seq_ass_calls;
+static Py_ssize_t seq_index_seen;
+static PyObject *seq_value_seen;   /* borrowed; NULL: a deletion */
+
+static Py_ssize_t
+seq_length(PyObject *self)
+{
+    (void)self;
+    seq_length_calls++;
+    if (seq_len < 0) {
+        PyErr_SetString(PyExc_ValueError, "no length");
+        return -1;
+    }
+    return seq_len;
+}
+
+static PyObject *
+seq_item(PyObject *self, Py_ssize_t i)
+{
+    (void)self;
+    seq_item_calls++;
+    seq_index_seen = i;
+    return PyLong_FromSsize_t(i);
+}
+
+static int
+seq_ass_item(PyObject *self, Py_ssize_t i, PyObject *v)
+{
+    (void)self;
+    seq_ass_calls++;
+    seq_index_seen = i;
+    seq_value_seen = v;
+    return 0;
+}
+
+/* An instance of the sequence type, with or without sq_length; *tp gets
+ * the type (the caller drops both). */
+static PyObject *
+new_seq(bool with_length, PyTypeObject **tp)
+{
+    PyType_Slot slots[] = {
+        { Py_sq_item, TEST_FP(seq_item) },
+        { Py_sq_ass_item, TEST_FP(seq_ass_item) },
+        { with_length ? Py_sq_length : 0, TEST_FP(seq_length) },
+        { 0, NULL },
+    };
+    PyType_Spec spec = { with_length ? "test.seq" : "test.seq_without_len", sizeof(PyObject), 0,
+                         Py_TPFLAGS_DEFAULT, slots };
+    *tp = (PyTypeObject *)PyType_FromSpec(&spec);
+    cr_assert_not_null(*tp);
+    PyObject *o = PyType_GenericAlloc(*tp, 0);
+    cr_assert_not_null(o);
+    seq_len = 5;
+    seq_length_calls = seq_item_calls = seq_ass_calls = 0;
+    return o;
+}
+
+/* The slot saw index i and (for the assignment slot) value v. */
+static void
+expect_ass(Py_ssize_t i, PyObject *v)
+{
+    cr_assert_eq(seq_index_seen, i, "index %zd reached the slot, not %zd", seq_index_seen, i);
+    cr_assert_eq(seq_value_seen, v);
+}
+
+Test(abstract, negative_index_is_adjusted_by_sq_length)
+{
+    PyTypeObject *tp;
+    PyObject *o = new_seq(true, &tp);
+    PyObject *v = num(7);
+    /* A non-negative index goes as it is: no length asked. */
+    cr_assert_eq(PySequence_SetItem(o, 2, v), 0);
+    expect_ass(2, v);
+    cr_assert_eq(seq_length_calls, 0);
+    /* A negative one counts from the end (length 5). */
+    cr_assert_eq(PySequence_SetItem(o, -1, v), 0);
+    expect_ass(4, v);
+    cr_assert_eq(seq_length_calls, 1);
+    cr_assert_eq(PySequence_DelItem(o, -2), 0);
+    expect_ass(3, NULL);
+    PyObject *x = PySequence_GetItem(o, -5);
+    cr_assert_eq(PyLong_AsLong(x), 0);
+    Py_DECREF(x);
+    /* Still negative after adjusting: passed on, the slot decides. */
+    cr_assert_eq(PySequence_SetItem(o, -7, v), 0);
+    expect_ass(-2, v);
+    /* PyObject_* with an int key take the same path. */
+    PyObject *k = num(-1);
+    cr_assert_eq(PyObject_SetItem(o, k, v), 0);
+    expect_ass(4, v);
+    cr_assert_eq(PyObject_DelItem(o, k), 0);
+    expect_ass(4, NULL);
+    x = PyObject_GetItem(o, k);
+    cr_assert_eq(PyLong_AsLong(x), 4);
+    Py_DECREF(x);
+    cr_assert_eq(PyObject_SetItem(o, Py_True, v), 0, "bool is an index");
+    expect_ass(1, v);
+    cr_assert_eq(seq_ass_calls, 7);
+    cr_assert_eq(seq_item_calls, 2);
+    /* sq_length fails: its error stands and the slot is not called. */
+    seq_len = -1;
+    cr_assert_eq(PySequence_SetItem(o, -1, v), -1);
+    test_expect_error_is(PyExc_ValueError, "no length");
+    cr_assert_eq(PySequence_DelItem(o, -1), -1);
+    test_expect_error_is(PyExc_ValueError, "no length");
+    cr_assert_null(PySequence_GetItem(o, -1));
+    test_expect_error_is(PyExc_ValueError, "no length");
+    cr_assert_eq(PyObject_SetItem(o, k, v), -1);
+    test_expect_error_is(PyExc_ValueError, "no length");
+    cr_assert_eq(PyObject_DelItem(o, k), -1);
+    test_expect_error_is(PyExc_ValueError, "no length");
+    cr_assert_null(PyObject_GetItem(o, k));
+    test_expect_error_is(PyExc_ValueError, "no length");
+    cr_assert_eq(seq_ass_calls, 7);
+    cr_assert_eq(seq_item_calls, 2);
+    /* ... and is not asked for a non-negative index. */
+    cr_assert_eq(PySequence_DelItem(o, 0), 0);
+    expect_ass(0, NULL);
+    Py_DECREF(k);
+    Py_DECREF(v);
+    Py_DECREF(o);
+    Py_DECREF(tp);
+}
+
+Test(abstract, negative_index_without_sq_length_is_passed_on)
+{
+    PyTypeObject *tp;
+    PyObject *o = new_seq(false, &tp);
+    PyObject *v = num(7);
+    cr_assert_eq(PySequence_SetItem(o, -1, v), 0);
+    expect_ass(-1, v);
+    cr_assert_eq(PySequence_DelItem(o, -3), 0);
+    expect_ass(-3, NULL);
+    PyObject *x = PySequence_GetItem(o, -2);
+    cr_assert_eq(PyLong_AsLong(x), -2);
+    Py_DECREF(x);
+    cr_assert_eq(seq_length_calls, 0);
+    Py_DECREF(v);
+    Py_DECREF(o);
+    Py_DECREF(tp);
+}
+
+Test(abstract, sequence_subscript_must_be_an_index)
+{
+    PyTypeObject *tp;
+    PyObject *o = new_seq(true, &tp);
+    PyObject *key = PyUnicode_FromString("a");
+    PyObject *v = num(7);
+    cr_assert_null(PyObject_GetItem(o, key));
+    test_expect_error_is(PyExc_TypeError, "sequence index must be integer, not 'str'");
+    cr_assert_eq(PyObject_SetItem(o, key, v), -1);
+    test_expect_error_is(PyExc_TypeError, "sequence index must be integer, not 'str'");
+    cr_assert_eq(PyObject_DelItem(o, key), -1);
+    test_expect_error_is(PyExc_TypeError, "sequence index must be integer, not 'str'");
+    cr_assert_eq(seq_item_calls + seq_ass_calls + seq_length_calls, 0);
+    /* NULL arguments. */
+    cr_assert_eq(PyObject_SetItem(NULL, key, v), -1);
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_eq(PyObject_SetItem(o, NULL, v), -1);
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_eq(PyObject_DelItem(NULL, key), -1);
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_eq(seq_item_calls + seq_ass_calls + seq_length_calls, 0);
+    Py_DECREF(v);
+    Py_DECREF(key);
+    Py_DECREF(o);
+    Py_DECREF(tp);
+}
+
+Test(abstract, sequence_functions_on_non_sequences)
+{
+    PyObject *v = num(7);
+    /* A mapping: "is not a sequence". */
+    PyObject *d = PyDict_New();
+    cr_assert_null(PySequence_GetItem(d, 0));
+    test_expect_error_is(PyExc_TypeError, "dict is not a sequence");
+    cr_assert_eq(PySequence_SetItem(d, 0, v), -1);
+    test_expect_error_is(PyExc_TypeError, "dict is not a sequence");
+    cr_assert_eq(PySequence_DelItem(d, 0), -1);
+    test_expect_error_is(PyExc_TypeError, "dict is not a sequence");
+    cr_assert_eq(PySequence_Size(d), -1);
+    test_expect_error_is(PyExc_TypeError, "dict is not a sequence");
+    cr_assert_eq(PyDict_Size(d), 0, "nothing was stored");
+    /* A sequence without the assignment slot. */
+    PyObject *t = PyTuple_Pack(1, v);
+    expect_no_item_assignment(t);
+    /* NULL. */
+    cr_assert_null(PySequence_GetItem(NULL, 0));
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_eq(PySequence_SetItem(NULL, 0, v), -1);
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_eq(PySequence_DelItem(NULL, 0), -1);
+    test_expect_error_is(PyExc_SystemError, NULL);
+    Py_DECREF(t);
+    Py_DECREF(d);
+    Py_DECREF(v);
+}
+
+Test(abstract, list_index_adjusted_and_out_of_range)
+{
+    PyObject *l = list3();
+    PyObject *v = num(999);
+    cr_assert_eq(PySequence_SetItem(l, -4, v), -1, "-4 + 3 is still negative");
+    test_expect_error_is(PyExc_IndexError, "list assignment index out of range");
+    cr_assert_eq(PySequence_DelItem(l, 3), -1);
+    test_expect_error_is(PyExc_IndexError, "list assignment index out of range");
+    cr_assert_eq(PySequence_DelItem(l, -4), -1);
+    test_expect_error_is(PyExc_IndexError, "list assignment index out of range");
+    cr_assert_eq(PySequence_SetItem(l, -3, v), 0);
+    cr_assert_eq(PyList_GET_ITEM(l, 0), v);
+    cr_assert_eq(PySequence_DelItem(l, -1), 0);
+    cr_assert_eq(PyList_GET_SIZE(l), 2);
+    cr_assert_eq(PyList_GET_ITEM(l, 0), v);
+    cr_assert_eq(PyLong_AsLong(PyList_GET_ITEM(l, 1)), 101);
+    Py_DECREF(v);
+    Py_DECREF(l);
 }

@@ -20,6 +20,7 @@
  * atomics; the main thread asserts.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -109,15 +110,14 @@ teardown(void)
     }
 }
 
-#ifdef Py_GIL_DISABLED
-static uintptr_t tid_of(PyObject *op) { return __atomic_load_n(&op->ob_tid, __ATOMIC_RELAXED); }
-static uint32_t local_of(PyObject *op) { return __atomic_load_n(&op->ob_ref_local, __ATOMIC_RELAXED); }
-static Py_ssize_t shared_of(PyObject *op) { return __atomic_load_n(&op->ob_ref_shared, __ATOMIC_RELAXED); }
-#else
-static uintptr_t tid_of(PyObject *op) { (void)op; return 0; }
-static uint32_t local_of(PyObject *op) { return (uint32_t)op->ob_refcnt; }
-static Py_ssize_t shared_of(PyObject *op) { (void)op; return 0; }
-#endif
+/* The queue-only scenarios skip the GIL build, which has no merge queues. */
+static void
+skip_without_merge_queues(void)
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("the GIL build has no merge queues");
+    }
+}
 
 static bool
 merge_requested(PyThreadState *ts)
@@ -125,52 +125,11 @@ merge_requested(PyThreadState *ts)
     return (atomic_load(&ft_ts(ts)->breaker) & FT_BREAK_MERGE) != 0;
 }
 
-/* Run fn(arg) on a new attached thread; returns that thread's id.  The
- * free-threaded build keeps the main thread attached meanwhile, so that
- * objects queued to it stay queued until the test's own safe point
- * (re-attaching with PyEval_RestoreThread is a safe point); the GIL build
- * must let the other thread have the GIL.  run_on_thread_detached detaches
- * in both (for a stop-the-world the other thread starts). */
-typedef struct {
-    void (*fn)(void *);
-    void *arg;
-    uintptr_t tid;
-} on_thread_job;
-
-static void *
-on_thread_main(void *p)
-{
-    on_thread_job *job = p;
-    job->tid = _Py_ThreadId();
-    PyGILState_STATE g = PyGILState_Ensure();
-    job->fn(job->arg);
-    PyGILState_Release(g);
-    return NULL;
-}
-
-static uintptr_t
-run_on_thread_detached(void (*fn)(void *), void *arg)
-{
-    on_thread_job job = { fn, arg, 0 };
-    PyThreadState *save = PyEval_SaveThread();
-    pthread_t t = test_start_thread(on_thread_main, &job);
-    test_join_thread(t);
-    PyEval_RestoreThread(save);
-    return job.tid;
-}
-
-static uintptr_t
-run_on_thread(void (*fn)(void *), void *arg)
-{
-    if (!ft_free_threaded) {
-        return run_on_thread_detached(fn, arg);
-    }
-    on_thread_job job = { fn, arg, 0 };
-    pthread_t t = test_start_thread(on_thread_main, &job);
-    test_join_thread(t);
-    return job.tid;
-}
-
+/* Jobs run on other threads with test_objects.h's helpers: mostly
+ * test_run_on_thread_staying_attached, so that in the free-threaded build
+ * what a job queues to the main thread stays queued until the test's own
+ * safe point (re-attaching with PyEval_RestoreThread is one); plain
+ * test_run_on_thread where the main thread must be stoppable. */
 static void do_decref(void *op) { Py_DECREF((PyObject *)op); }
 
 /* ---- C35: the owner merges at its next safe point ------------------------------ */
@@ -179,8 +138,8 @@ Test(brc, c35_queued_then_merged_at_the_owners_safe_point, .init = setup, .fini 
 {
     PyThreadState *me = PyThreadState_Get();
     PyObject *op = tobj_new();
-    Py_INCREF(op);                 /* local 2: one of them goes to another thread */
-    run_on_thread(do_decref, op);  /* its decref finds the shared count 0 */
+    Py_INCREF(op);   /* local 2: one of them goes to another thread */
+    test_run_on_thread_staying_attached(do_decref, op);   /* it finds the shared count 0 */
     cr_assert_eq(atomic_load(&destroyed_total), 0);
     cr_assert_eq(Py_REFCNT(op), ft_free_threaded ? 2 : 1,
                  "(free-threaded: the queue's reference is not subtracted yet)");
@@ -210,7 +169,7 @@ Test(brc, c35_owner_that_dropped_its_own_frees_while_merging, .init = setup,
     PyObject *op = tobj_new();
     Py_INCREF(op);
     Py_DECREF(op);   /* dropped our own: local 1 is the reference we hand off */
-    uintptr_t other = run_on_thread(do_decref, op);
+    uintptr_t other = test_run_on_thread_staying_attached(do_decref, op);
     (void)other;
     if (ft_free_threaded) {
         cr_assert_eq(atomic_load(&destroyed_total), 0, "queued, not freed by the non-owner");
@@ -224,9 +183,7 @@ Test(brc, c35_owner_that_dropped_its_own_frees_while_merging, .init = setup,
 
 Test(brc, c35_owner_detached_then_attaching_another_state, .init = setup, .fini = teardown)
 {
-    if (!ft_free_threaded) {
-        cr_skip_test("the GIL build has no merge queues");
-    }
+    skip_without_merge_queues();
     PyThreadState *a = PyThreadState_Get();
     PyObject *op = tobj_new();
     Py_INCREF(op);
@@ -236,9 +193,7 @@ Test(brc, c35_owner_detached_then_attaching_another_state, .init = setup, .fini 
     /* Queue while the owner has no attached state. */
     PyThreadState *save = PyEval_SaveThread();
     cr_assert_eq(save, a);
-    on_thread_job job = { do_decref, op, 0 };
-    pthread_t t = test_start_thread(on_thread_main, &job);
-    test_join_thread(t);
+    test_run_on_thread(do_decref, op);
     cr_assert_eq(atomic_load(&destroyed_total), 0);
     cr_assert(merge_requested(a), "the thread's last state holds the request");
     /* Attach a different state: the attach hook hands it the request, and
@@ -261,13 +216,11 @@ Test(brc, c35_owner_detached_then_attaching_another_state, .init = setup, .fini 
  * leaked. */
 Test(brc, finalize_merges_the_finalizing_threads_queue, .init = setup)
 {
-    if (!ft_free_threaded) {
-        cr_skip_test("the GIL build has no merge queues");
-    }
+    skip_without_merge_queues();
     PyObject *op = tobj_new();
     Py_INCREF(op);
-    Py_DECREF(op);                 /* local 1: the reference we hand off */
-    run_on_thread(do_decref, op);  /* queued to us; no safe point since */
+    Py_DECREF(op);   /* local 1: the reference we hand off */
+    test_run_on_thread_staying_attached(do_decref, op);   /* queued to us; no safe point since */
     cr_assert_eq(shared_of(op), _Py_REF_QUEUED);
     cr_assert_eq(atomic_load(&destroyed_total), 0);
     cr_assert_eq(Py_FinalizeEx(), 0);
@@ -290,15 +243,13 @@ static void do_incref(void *op) { Py_INCREF((PyObject *)op); }
 Test(brc, enqueuer_finding_the_owner_merged_decrefs_normally, .init = setup,
      .fini = teardown)
 {
-    if (!ft_free_threaded) {
-        cr_skip_test("the GIL build has no merge queues");
-    }
+    skip_without_merge_queues();
     PyObject *op = tobj_new();
-    run_on_thread(do_incref, op);
+    test_run_on_thread_staying_attached(do_incref, op);
     Py_DECREF(op);   /* the owner's last local reference: merged */
     cr_assert_eq(tid_of(op), 0);
     cr_assert_eq(shared_of(op), _Py_REF_SHARED(1, _Py_REF_MERGED));
-    uintptr_t other = run_on_thread(queue_merged_object, op);
+    uintptr_t other = test_run_on_thread_staying_attached(queue_merged_object, op);
     cr_assert_eq(atomic_load(&destroyed_total), 1, "its decref was the last");
     cr_assert_eq(atomic_load(&destroyed_by[0]), other);
     cr_assert_eq(atomic_load(&ft_brc_self.pending), 0, "nothing queued to the old owner");
@@ -325,7 +276,8 @@ Test(brc, c36_owner_exited_the_dropping_thread_frees_at_once, .init = setup,
      .fini = teardown)
 {
     make_job j = { NULL, 1 };
-    run_on_thread(make_and_hand_over, &j);   /* two local references, owner gone */
+    /* two local references, the owner gone */
+    test_run_on_thread_staying_attached(make_and_hand_over, &j);
     PyObject *op = j.op;
     cr_assert_not_null(op);
     Py_DECREF(op);
@@ -341,7 +293,7 @@ Test(brc, c36_owner_exited_the_dropping_thread_frees_at_once, .init = setup,
 
     /* The last reference goes through the queue path itself. */
     j.extra_refs = 0;
-    run_on_thread(make_and_hand_over, &j);
+    test_run_on_thread_staying_attached(make_and_hand_over, &j);
     Py_DECREF(j.op);
     cr_assert_eq(atomic_load(&destroyed_total), 2, "merged and freed by that same decref");
     cr_assert_eq(atomic_load(&destroyed_by[1]), _Py_ThreadId());
@@ -498,9 +450,7 @@ oom_decref(void *p)
 
 Test(brc, out_of_memory_in_the_queue_stops_the_world, .init = setup, .fini = teardown)
 {
-    if (!ft_free_threaded) {
-        cr_skip_test("the GIL build has no merge queues");
-    }
+    skip_without_merge_queues();
     PyInterpreterState *interp = PyInterpreterState_Get();
     PyObject *op = tobj_new();
     Py_INCREF(op);
@@ -508,7 +458,7 @@ Test(brc, out_of_memory_in_the_queue_stops_the_world, .init = setup, .fini = tea
     uint64_t stops_before = interp->stw.stops;
     PyMutex_Unlock(&interp->stw.mutex);
     oom_job j = { op };
-    run_on_thread_detached(oom_decref, &j);   /* the main thread must stop too */
+    test_run_on_thread(oom_decref, &j);   /* the main thread must stop too */
     PyMutex_Lock(&interp->stw.mutex);
     uint64_t stops_after = interp->stw.stops;
     PyMutex_Unlock(&interp->stw.mutex);
@@ -562,7 +512,7 @@ Test(brc, reused_thread_id_inherits_unmerged_objects, .init = setup, .fini = tea
     memset(&c, 0, sizeof c);
     for (int attempt = 0; attempt < 20 && !atomic_load(&c.reused); attempt++) {
         make_job j = { NULL, 1 };
-        c.dead_tid = run_on_thread(make_and_hand_over, &j);
+        c.dead_tid = test_run_on_thread_staying_attached(make_and_hand_over, &j);
         c.op = j.op;
         atomic_store(&c.phase, 0);
         PyThreadState *save = PyEval_SaveThread();
@@ -626,9 +576,7 @@ fork_owner(void *p)
 
 Test(brc, fork_child_merges_a_dead_threads_queue, .init = setup, .fini = teardown)
 {
-    if (!ft_free_threaded) {
-        cr_skip_test("the GIL build has no merge queues");
-    }
+    skip_without_merge_queues();
     static fork_ctx c;
     memset(&c, 0, sizeof c);
     PyThreadState *save = PyEval_SaveThread();
@@ -718,6 +666,17 @@ st_tracer(PyObject *op, PyRefTracerEvent ev, void *data)
     return 0;
 }
 
+/* Puts op (a reference, or NULL) in the slot; returns what was there. */
+static PyObject *
+st_swap(st_slot *s, PyObject *op)
+{
+    PyMutex_Lock(&s->lock);
+    PyObject *old = s->obj;
+    s->obj = op;
+    PyMutex_Unlock(&s->lock);
+    return old;
+}
+
 static void *
 st_worker(void *p)
 {
@@ -737,10 +696,7 @@ st_worker(void *p)
                 atomic_fetch_add(&st_failures, 1);
                 break;
             }
-            PyMutex_Lock(&s->lock);
-            PyObject *old = s->obj;
-            s->obj = op;
-            PyMutex_Unlock(&s->lock);
+            PyObject *old = st_swap(s, op);
             if (old) {
                 bag[n++] = old;
             }
@@ -757,10 +713,7 @@ st_worker(void *p)
             }
         }
         else if (r < 65) {            /* take the slot's reference */
-            PyMutex_Lock(&s->lock);
-            PyObject *op = s->obj;
-            s->obj = NULL;
-            PyMutex_Unlock(&s->lock);
+            PyObject *op = st_swap(s, NULL);
             if (op) {
                 bag[n++] = op;
             }
@@ -769,10 +722,7 @@ st_worker(void *p)
             int k = (int)(rand_r(&seed) % (unsigned)n);
             PyObject *op = bag[k];
             bag[k] = bag[--n];
-            PyMutex_Lock(&s->lock);
-            PyObject *old = s->obj;
-            s->obj = op;
-            PyMutex_Unlock(&s->lock);
+            PyObject *old = st_swap(s, op);
             if (old) {
                 bag[n++] = old;
             }

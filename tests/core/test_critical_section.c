@@ -21,6 +21,7 @@
  * Helper threads only record into atomics; the test's main thread asserts.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_critical_section.h"
@@ -84,12 +85,6 @@ static uintptr_t
 link_to(const void *c, uintptr_t tags)
 {
     return (uintptr_t)c | tags;
-}
-
-static int
-kind_of(PyThreadState *ts)
-{
-    return ts ? FT_TS_KIND(atomic_load(&ft_ts(ts)->state)) : -1;
 }
 
 /* ---- B16, B17: one and two objects -------------------------------------------- */
@@ -703,10 +698,8 @@ b25_holder(void *arg)
     PyGILState_STATE g = PyGILState_Ensure();
     Py_BEGIN_CRITICAL_SECTION(OA);
     atomic_store(&b25.t1_holding, 1);
-    while (!atomic_load(&b25.release)) {
-        (void)PyErr_CheckSignals();   /* a safe point: the stop suspends us here */
-        test_sleep_ns(100 * 1000);
-    }
+    /* safe points until released: the stop suspends us at one */
+    TEST_HELPER_WAIT(((void)PyErr_CheckSignals(), atomic_load(&b25.release)), 4 * POLL_MS);
     Py_END_CRITICAL_SECTION();
     PyGILState_Release(g);
     atomic_fetch_add(&b25.done, 1);
@@ -1068,28 +1061,6 @@ Test(critical_section, stop_waiter_does_not_block_finalization)
 
 /* ---- misuse ---------------------------------------------------------------------------------- */
 
-static void (*child_fn)(void);
-
-/* A child that hangs instead of aborting dies of SIGALRM (and fails). */
-static void
-child_with_alarm(void)
-{
-    alarm((unsigned)FT_TIMEOUT(10));
-    child_fn();
-}
-
-static void
-expect_fatal(void (*fn)(void), const char *needle)
-{
-    char buf[4096];
-    child_fn = fn;
-    int st = test_run_in_child(child_with_alarm, buf, sizeof buf);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
-              "expected SIGABRT; child status %#x (exit %d), stderr: %s", st,
-              WIFEXITED(st) ? WEXITSTATUS(st) : -1, buf);
-    cr_assert(strstr(buf, needle) != NULL, "stderr lacks \"%s\": %s", needle, buf);
-}
-
 static void
 end_out_of_order(void)
 {
@@ -1224,35 +1195,39 @@ Test(critical_section, misuse_is_fatal_naming_the_function, .timeout = FT_TIMEOU
     if (!ft_free_threaded) {
         cr_skip_test("GIL build: the functions do nothing, misuse included");
     }
-    expect_fatal(end_out_of_order,
-                 "Fatal Python error: PyCriticalSection_End: critical sections ended out of order");
-    expect_fatal(end2_out_of_order,
-                 "Fatal Python error: PyCriticalSection2_End: critical sections ended out of order");
-    expect_fatal(end_twice,
-                 "Fatal Python error: PyCriticalSection_End: no critical section is active");
-    expect_fatal(end_wrong_kind,
-                 "Fatal Python error: PyCriticalSection_End: the section was begun as a "
-                 "two-object section");
-    expect_fatal(end2_wrong_kind,
-                 "Fatal Python error: PyCriticalSection2_End: the section was begun as a "
-                 "one-object section");
-    expect_fatal(end_detached,
-                 "Fatal Python error: PyCriticalSection_End: no thread state is attached");
-    expect_fatal(begin_null_object,
-                 "Fatal Python error: PyCriticalSection_Begin: the object is NULL");
-    expect_fatal(begin2_null_object,
-                 "Fatal Python error: PyCriticalSection2_Begin: an object is NULL");
-    expect_fatal(begin_null_mutex,
-                 "Fatal Python error: PyCriticalSection_BeginMutex: the object or mutex is NULL");
-    expect_fatal(begin_detached,
-                 "Fatal Python error: PyCriticalSection_Begin: no thread state is attached");
-    expect_fatal(begin2_detached,
-                 "Fatal Python error: PyCriticalSection2_Begin: no thread state is attached");
-    expect_fatal(unlocked_behind_its_back,
-                 "Fatal Python error: PyCriticalSection_End: the section's mutex is not locked");
-    expect_fatal(clear_with_section_open,
-                 "Fatal Python error: PyThreadState_Clear: the thread state has critical "
-                 "sections open");
+    test_expect_fatal(end_out_of_order,
+                      "Fatal Python error: PyCriticalSection_End: "
+                      "critical sections ended out of order");
+    test_expect_fatal(end2_out_of_order,
+                      "Fatal Python error: PyCriticalSection2_End: "
+                      "critical sections ended out of order");
+    test_expect_fatal(end_twice,
+                      "Fatal Python error: PyCriticalSection_End: no critical section is active");
+    test_expect_fatal(end_wrong_kind,
+                      "Fatal Python error: PyCriticalSection_End: "
+                      "the section was begun as a two-object section");
+    test_expect_fatal(end2_wrong_kind,
+                      "Fatal Python error: PyCriticalSection2_End: "
+                      "the section was begun as a one-object section");
+    test_expect_fatal(end_detached,
+                      "Fatal Python error: PyCriticalSection_End: no thread state is attached");
+    test_expect_fatal(begin_null_object,
+                      "Fatal Python error: PyCriticalSection_Begin: the object is NULL");
+    test_expect_fatal(begin2_null_object,
+                      "Fatal Python error: PyCriticalSection2_Begin: an object is NULL");
+    test_expect_fatal(begin_null_mutex,
+                      "Fatal Python error: PyCriticalSection_BeginMutex: "
+                      "the object or mutex is NULL");
+    test_expect_fatal(begin_detached,
+                      "Fatal Python error: PyCriticalSection_Begin: no thread state is attached");
+    test_expect_fatal(begin2_detached,
+                      "Fatal Python error: PyCriticalSection2_Begin: no thread state is attached");
+    test_expect_fatal(unlocked_behind_its_back,
+                      "Fatal Python error: PyCriticalSection_End: "
+                      "the section's mutex is not locked");
+    test_expect_fatal(clear_with_section_open,
+                      "Fatal Python error: PyThreadState_Clear: "
+                      "the thread state has critical sections open");
 }
 
 /* ---- the GIL build: everything is a no-op ------------------------------------------------------ */

@@ -4,8 +4,10 @@
  * lock-free lookup racing inserts, deletions and resizes, a non-owner
  * reader forced onto the locked path (which makes the dict SHARED), and a
  * key whose comparison mutates the dict during a lookup.  Scenarios G66
- * (adapted) and G68 of cpython-ft-internals.md §14 and the issue's 8-thread
- * stress.
+ * and G67 (both adapted) and G68 of cpython-ft-internals.md §14 and the
+ * issue's 8-thread stress.  The repr: formats, recursion, a failing or
+ * dict-emptying value repr, and a repr racing a thread that clears and
+ * refills the dict (out of memory in the repr: test_listobject.c).
  *
  * Keys are a test type (tkey: a number, a hash that can be made to collide,
  * an equality that can mutate a dict) so the tests control hashing and
@@ -693,6 +695,19 @@ Test(dict, string_key_forms, .init = setup, .fini = teardown)
     cr_assert_eq(PyDict_GetItemWithError(d, s), v, "a str key from elsewhere finds it");
     cr_assert_eq(PyDict_GetItemStringRef(d, "beta", &out), 0);
     cr_assert_null(out);
+    /* The borrowed form and the 3.13 membership test. */
+    cr_assert_eq(PyDict_GetItemString(d, "alpha"), v);
+    cr_assert_null(PyDict_GetItemString(d, "beta"));
+    cr_assert_null(PyErr_Occurred(), "a miss sets nothing");
+    cr_assert_eq(PyDict_ContainsString(d, "alpha"), 1);
+    cr_assert_eq(PyDict_ContainsString(d, "beta"), 0);
+    cr_assert_eq(PyDict_ContainsString(d, "\xff"), -1, "not UTF-8");
+    assert_error(PyExc_UnicodeDecodeError);
+    PyErr_SetString(PyExc_RuntimeError, "pending");
+    cr_assert_null(PyDict_GetItemString(d, "\xff"), "a bad key is a miss");
+    assert_error(PyExc_RuntimeError);   /* the pending exception survives */
+    cr_assert_null(PyDict_GetItemString(s, "alpha"), "not a dict: NULL, no exception");
+    cr_assert_null(PyErr_Occurred());
     cr_assert_eq(PyDict_DelItemString(d, "alpha"), 0);
     cr_assert_eq(PyDict_DelItemString(d, "alpha"), -1);
     assert_error(PyExc_KeyError);
@@ -1473,4 +1488,372 @@ Test(dict, shared_lookup_retries_locked_after_a_mutating_comparison, .init = set
     }
     Py_DECREF(d);
     cr_assert_eq(atomic_load(&tkey_live), 0);
+}
+
+/* ---- repr ------------------------------------------------------------------------------ */
+
+/* A function as a slot's void * (ISO C has no cast between the two). */
+static void *
+slot_fn(void (*f)(void))
+{
+    void *p;
+    memcpy(&p, &f, sizeof p);
+    return p;
+}
+
+static void
+expect_repr(PyObject *o, const char *want)
+{
+    PyObject *r = PyObject_Repr(o);
+    cr_assert_not_null(r, "repr raised");
+    cr_assert_str_eq(PyUnicode_AsUTF8(r), want);
+    Py_DECREF(r);
+}
+
+/* d[key] = value (a str key); the caller's reference to value is dropped. */
+static void
+set_str(PyObject *d, const char *key, PyObject *value)
+{
+    cr_assert_not_null(value);
+    cr_assert_eq(PyDict_SetItemString(d, key, value), 0);
+    Py_DECREF(value);
+}
+
+Test(dict, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
+{
+    PyObject *d = PyDict_New();
+    expect_repr(d, "{}");
+    set_str(d, "a", PyLong_FromLong(1));
+    expect_repr(d, "{'a': 1}");
+    PyObject *two = PyLong_FromLong(2), *l = PyList_New(0), *three = PyLong_FromLong(3);
+    cr_assert_eq(PyList_Append(l, three), 0);
+    cr_assert_eq(PyDict_SetItem(d, two, l), 0);
+    PyObject *inner = PyDict_New();
+    set_str(inner, "x", Py_NewRef(Py_None));
+    PyObject *t = PyTuple_Pack(1, three);
+    cr_assert_eq(PyDict_SetItem(d, t, inner), 0);
+    set_str(d, "e", PyDict_New());
+    expect_repr(d, "{'a': 1, 2: [3], (3,): {'x': None}, 'e': {}}");
+    PyObject *s = PyObject_Str(d);   /* str falls back to repr */
+    cr_assert_str_eq(PyUnicode_AsUTF8(s), "{'a': 1, 2: [3], (3,): {'x': None}, 'e': {}}");
+    Py_DECREF(s);
+    /* Deleted entries leave no trace; insertion order is kept. */
+    cr_assert_eq(PyDict_DelItem(d, two), 0);
+    set_str(d, "a", PyLong_FromLong(10));
+    expect_repr(d, "{'a': 10, (3,): {'x': None}, 'e': {}}");
+    Py_DECREF(t);
+    Py_DECREF(inner);
+    Py_DECREF(three);
+    Py_DECREF(l);
+    Py_DECREF(two);
+    Py_DECREF(d);
+}
+
+Test(dict, repr_of_a_dict_inside_itself_is_elided, .init = setup, .fini = teardown)
+{
+    PyObject *d = PyDict_New();
+    cr_assert_eq(PyDict_SetItemString(d, "self", d), 0);
+    expect_repr(d, "{'self': {...}}");
+    PyObject *l = PyList_New(0);
+    cr_assert_eq(PyList_Append(l, d), 0);
+    cr_assert_eq(PyDict_SetItemString(d, "l", l), 0);
+    expect_repr(d, "{'self': {...}, 'l': [{...}]}");
+    expect_repr(l, "[{'self': {...}, 'l': [...]}]");
+    cr_assert_eq(Py_ReprEnter(d), 0, "no guard left behind");
+    Py_ReprLeave(d);
+    PyDict_Clear(d);   /* break the cycles: no cycle GC yet */
+    Py_DECREF(l);
+    Py_DECREF(d);
+}
+
+/* A value whose repr raises RuntimeError, or, while repr_clear_dict is
+ * set, empties that dict (the walk must stop cleanly, holding its own
+ * references to the key and value being printed). */
+static PyObject *repr_clear_dict;
+
+static PyObject *
+raising_repr(PyObject *self)
+{
+    (void)self;
+    if (repr_clear_dict != NULL) {
+        PyDict_Clear(repr_clear_dict);
+        return PyUnicode_FromString("<emptied>");
+    }
+    PyErr_SetString(PyExc_RuntimeError, "repr failed");
+    return NULL;
+}
+
+static PyObject *
+raising_repr_new(void)
+{
+    PyType_Slot slots[] = { { Py_tp_repr, slot_fn((void (*)(void))raising_repr) }, { 0, NULL } };
+    PyType_Spec spec = { "test.raising_repr", 0, 0, Py_TPFLAGS_DEFAULT, slots };
+    PyObject *type = PyType_FromSpec(&spec);
+    cr_assert_not_null(type);
+    repr_clear_dict = NULL;
+    return PyType_GenericNew((PyTypeObject *)type, NULL, NULL);
+}
+
+Test(dict, repr_error_from_a_value_propagates, .init = setup, .fini = teardown)
+{
+    PyObject *d = PyDict_New();
+    set_str(d, "ok", PyLong_FromLong(1));
+    set_str(d, "bad", raising_repr_new());
+    PyObject *outer = PyDict_New();
+    cr_assert_eq(PyDict_SetItemString(outer, "inner", d), 0);
+    cr_assert_null(PyObject_Repr(outer));
+    assert_error(PyExc_RuntimeError);
+    cr_assert_eq(Py_ReprEnter(outer), 0, "both guards were left");
+    cr_assert_eq(Py_ReprEnter(d), 0);
+    Py_ReprLeave(d);
+    Py_ReprLeave(outer);
+    /* The walk dropped its references: the dict is intact and usable. */
+    cr_assert_eq(PyDict_Size(d), 2);
+    cr_assert_eq(PyDict_DelItemString(d, "bad"), 0);
+    expect_repr(outer, "{'inner': {'ok': 1}}");
+    Py_DECREF(outer);
+    Py_DECREF(d);
+}
+
+Test(dict, repr_survives_a_value_that_empties_the_dict, .init = setup, .fini = teardown)
+{
+    /* The dict holds the only references to its keys and values: the
+     * clear frees them while the value's repr runs. */
+    PyObject *d = PyDict_New();
+    set_str(d, "first", raising_repr_new());
+    set_str(d, "second", PyLong_FromLong(100002));
+    repr_clear_dict = d;
+    expect_repr(d, "{'first': <emptied>}");
+    repr_clear_dict = NULL;
+    cr_assert_eq(PyDict_Size(d), 0);
+    Py_DECREF(d);
+}
+
+/* One thread reprs a shared dict while another empties it and sets
+ * 0: 1000, 1: 1001, ... again, one key at a time.  Entry i of every table
+ * the dict has is key i (a clear starts a new table; nothing is deleted
+ * otherwise), and the walk goes by entry position, so every result must be
+ * the full text cut after some item ("{}" included). */
+enum { DREPR_N = 12, DREPR_ROUNDS = 1000 };
+static atomic_bool drepr_reader_done;
+static atomic_long drepr_refills;
+static char drepr_full[DREPR_N * 12 + 4];
+
+/* Let the other thread run (GIL build) and pass a quiescent state. */
+static void
+let_others_run(void)
+{
+    PyThreadState *s = PyEval_SaveThread();
+    PyEval_RestoreThread(s);
+}
+
+/* r is drepr_full cut after an item: "{}", the whole, or "{...: v}"
+ * whose text before '}' is followed by ',' in the whole. */
+static bool
+is_cut_of_full(const char *r)
+{
+    size_t n = strlen(r);
+    if (strcmp(r, "{}") == 0 || strcmp(r, drepr_full) == 0) {
+        return true;
+    }
+    return n > 2 && n < strlen(drepr_full) && r[n - 1] == '}' &&
+           strncmp(r, drepr_full, n - 1) == 0 && drepr_full[n - 1] == ',';
+}
+
+static void
+drepr_refiller(worker *w)
+{
+    int64_t deadline = test_now_ns() + 60000000000LL * FT_TIMEOUT_SCALE;
+    while (!atomic_load(&drepr_reader_done) && test_now_ns() < deadline) {
+        PyDict_Clear(w->d);
+        for (long i = 0; i < DREPR_N; i++) {
+            PyObject *k = PyLong_FromLong(i), *v = PyLong_FromLong(1000 + i);
+            if (PyDict_SetItem(w->d, k, v) < 0) {
+                atomic_fetch_add(&w->errors, 1);
+            }
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (i % 4 == 0) {
+                let_others_run();
+            }
+        }
+        atomic_fetch_add(&drepr_refills, 1);
+        let_others_run();
+    }
+}
+
+static void
+drepr_reader(worker *w)
+{
+    int64_t deadline = test_now_ns() + 30000000000LL * FT_TIMEOUT_SCALE;
+    long n = 0;
+    while (n < DREPR_ROUNDS || (atomic_load(&drepr_refills) < 20 && test_now_ns() < deadline)) {
+        PyObject *r = PyObject_Repr(w->d);
+        if (r == NULL || !is_cut_of_full(PyUnicode_AsUTF8(r))) {
+            atomic_fetch_add(&w->errors, 1);
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+        n++;
+        let_others_run();
+    }
+    w->count = n;
+    atomic_store(&drepr_reader_done, true);
+}
+
+static void
+drepr_dispatch(worker *w)
+{
+    (w->id == 0 ? drepr_refiller : drepr_reader)(w);
+}
+
+Test(dict, repr_while_another_thread_clears_and_refills, .init = setup, .fini = teardown)
+{
+    atomic_store(&drepr_reader_done, false);
+    atomic_store(&drepr_refills, 0);
+    PyObject *d = PyDict_New();
+    for (long i = 0; i < DREPR_N; i++) {
+        PyObject *k = PyLong_FromLong(i), *v = PyLong_FromLong(1000 + i);
+        cr_assert_eq(PyDict_SetItem(d, k, v), 0);
+        Py_DECREF(k);
+        Py_DECREF(v);
+    }
+    PyObject *r = PyObject_Repr(d);
+    snprintf(drepr_full, sizeof drepr_full, "%s", PyUnicode_AsUTF8(r));
+    Py_DECREF(r);
+    cr_assert_eq(strncmp(drepr_full, "{0: 1000, 1: 1001, ", 19), 0);
+    worker w[2];
+    run_workers(w, 2, drepr_dispatch, d, NULL);
+    cr_assert_eq(total_errors(w, 2), 0, "a repr that is no cut of the dict, or an error");
+    cr_assert_geq(w[1].count, DREPR_ROUNDS);
+    cr_assert_geq(atomic_load(&drepr_refills), 20, "the refiller ran while the reader did");
+    Py_DECREF(d);
+}
+
+/* ---- G67 ------------------------------------------------------------------------------
+ *
+ * cpython-ft-internals.md §14 item 67, adapted.  CPython: 10 threads x
+ * 1,000 assign a fresh dict-subclass instance to f.__dict__; after the
+ * threads end, a reset and a collection, weakrefs show that none of those
+ * dicts survives.  ftrt has no instance __dict__ and no weakrefs yet: the
+ * "attribute" is one key of a shared dict, and the subclass's dealloc keeps
+ * a live count in place of the weakrefs.  Readers fetch the current dict
+ * meanwhile and read its "foo" (CPython's object variant reads f.foo).
+ * CPython's cyclic variant (each dict refers to itself; freed by two
+ * collections) needs the cycle GC: issue #6. */
+enum { G67_WRITERS = 10, G67_ROUNDS = 1000, G67_READERS = 4 };
+static PyTypeObject *g67_type;
+static atomic_long g67_live;
+static atomic_long g67_created;
+static atomic_int g67_writers_done;
+
+static void
+g67_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyDict_Type.tp_dealloc(op);   /* untracks, drops the items, tp_free */
+    Py_DECREF(type);
+    atomic_fetch_sub(&g67_live, 1);
+}
+
+static void
+g67_writer(worker *w)
+{
+    for (long i = 0; i < G67_ROUNDS; i++) {
+        PyObject *d = PyType_GenericNew(g67_type, NULL, NULL);
+        if (d == NULL) {
+            atomic_fetch_add(&w->errors, 1);
+            PyErr_Clear();
+            continue;
+        }
+        atomic_fetch_add(&g67_live, 1);
+        atomic_fetch_add(&g67_created, 1);
+        PyObject *foo = tk(w->id * G67_ROUNDS + i);
+        if (PyDict_SetItemString(d, "foo", foo) < 0 ||
+            PyDict_SetItemString(w->d, "__dict__", d) < 0) {
+            atomic_fetch_add(&w->errors, 1);
+            PyErr_Clear();
+        }
+        Py_DECREF(foo);
+        Py_DECREF(d);
+        if (!ft_free_threaded && i % 64 == 0) {
+            let_others_run();
+        }
+    }
+    atomic_fetch_add(&g67_writers_done, 1);
+}
+
+static void
+g67_reader(worker *w)
+{
+    long n = 0;
+    while (atomic_load(&g67_writers_done) < G67_WRITERS || n < 100) {
+        PyObject *cur, *foo = NULL;
+        int r = PyDict_GetItemStringRef(w->d, "__dict__", &cur);
+        if (r == 1 && (!Py_IS_TYPE(cur, g67_type) ||
+                       PyDict_GetItemStringRef(cur, "foo", &foo) != 1 ||
+                       !Py_IS_TYPE(foo, &tkey_type))) {
+            atomic_fetch_add(&w->errors, 1);
+        }
+        if (r < 0) {
+            atomic_fetch_add(&w->errors, 1);
+            PyErr_Clear();
+        }
+        Py_XDECREF(foo);
+        Py_XDECREF(cur);
+        n++;
+        if (!ft_free_threaded && n % 64 == 0) {
+            let_others_run();
+        }
+    }
+    w->count = n;
+}
+
+static void
+g67_dispatch(worker *w)
+{
+    (w->id < G67_WRITERS ? g67_writer : g67_reader)(w);
+}
+
+Test(dict, g67_fresh_dict_subclasses_assigned_from_ten_threads_all_freed, .init = setup,
+     .fini = teardown)
+{
+    PyType_Slot slots[] = { { Py_tp_dealloc, slot_fn((void (*)(void))g67_dealloc) }, { 0, NULL } };
+    PyType_Spec spec = { "test.g67dict", 0, 0, Py_TPFLAGS_DEFAULT, slots };
+    g67_type = (PyTypeObject *)PyType_FromSpecWithBases(&spec, (PyObject *)&PyDict_Type);
+    cr_assert_not_null(g67_type);
+    cr_assert(PyType_HasFeature(g67_type, Py_TPFLAGS_HAVE_GC), "inherited from dict");
+    atomic_store(&g67_live, 0);
+    atomic_store(&g67_created, 0);
+    atomic_store(&g67_writers_done, 0);
+
+    /* A subclass instance is a dict, repr included. */
+    PyObject *probe = PyType_GenericNew(g67_type, NULL, NULL);
+    atomic_fetch_add(&g67_live, 1);
+    cr_assert(PyDict_Check(probe) && !PyDict_CheckExact(probe));
+    set_str(probe, "foo", PyLong_FromLong(1));
+    expect_repr(probe, "{'foo': 1}");
+    Py_DECREF(probe);
+    cr_assert_eq(atomic_load(&g67_live), 0);
+
+    PyObject *shared = PyDict_New();
+    worker w[G67_WRITERS + G67_READERS];
+    run_workers(w, G67_WRITERS + G67_READERS, g67_dispatch, shared, NULL);
+    cr_assert_eq(total_errors(w, G67_WRITERS + G67_READERS), 0);
+    cr_assert_eq(atomic_load(&g67_created), G67_WRITERS * G67_ROUNDS);
+    for (int i = G67_WRITERS; i < G67_WRITERS + G67_READERS; i++) {
+        cr_assert_geq(w[i].count, 100);
+    }
+    /* The exited threads drained their merge queues; PyErr_CheckSignals
+     * (a safe point) drains this thread's, should anything be queued to
+     * it.  Only the dict still assigned is alive. */
+    bool one_left = TEST_POLL_UNTIL(
+        (PyErr_CheckSignals(), atomic_load(&g67_live) == 1), 5000);
+    cr_assert(one_left, "%ld assigned dicts alive, want 1", atomic_load(&g67_live));
+    cr_assert_eq(PyDict_DelItemString(shared, "__dict__"), 0);   /* "del f.__dict__" */
+    bool none_left = TEST_POLL_UNTIL(
+        (PyErr_CheckSignals(), atomic_load(&g67_live) == 0), 5000);
+    cr_assert(none_left, "%ld assigned dicts alive after the reset", atomic_load(&g67_live));
+    Py_DECREF(shared);
+    cr_assert_eq(atomic_load(&tkey_live), 0, "every dict's \"foo\" died with it");
 }

@@ -14,6 +14,7 @@
  * Helper threads only record into atomics; the test's main thread asserts.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -29,59 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void
-setup(void)
-{
-    Py_InitializeEx(0);
-}
-
-static void
-teardown(void)
-{
-    ft_alloc_fail_after(0);
-    if (Py_IsInitialized() && PyThreadState_GetUnchecked() != NULL) {
-        PyErr_Clear();
-        Py_FinalizeEx();
-    }
-}
-
-TestSuite(errors, .init = setup, .fini = teardown, .timeout = FT_TIMEOUT(30));
+TestSuite(errors, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(30));
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static void
-expect_error(PyObject *type, const char *message)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    cr_assert_not_null(exc, "no exception set (expected %s)", ((PyTypeObject *)type)->tp_name);
-    const char *msg = PyException_GetMessageUTF8(exc);
-    cr_assert_eq((PyObject *)Py_TYPE(exc), type, "got %s (\"%s\"), expected %s",
-                 Py_TYPE(exc)->tp_name, msg, ((PyTypeObject *)type)->tp_name);
-    cr_assert_str_eq(msg, message);
-    Py_DECREF(exc);
-    cr_assert_null(PyErr_Occurred());
-}
-
-static void
-expect_error_containing(PyObject *type, const char *needle)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    cr_assert_not_null(exc, "no exception set (expected %s)", ((PyTypeObject *)type)->tp_name);
-    const char *msg = PyException_GetMessageUTF8(exc);
-    cr_assert_eq((PyObject *)Py_TYPE(exc), type, "got %s (\"%s\"), expected %s",
-                 Py_TYPE(exc)->tp_name, msg, ((PyTypeObject *)type)->tp_name);
-    cr_assert(strstr(msg, needle) != NULL, "message \"%s\" lacks \"%s\"", msg, needle);
-    Py_DECREF(exc);
-}
-
-static void *
-fn_ptr(void (*f)(void))
-{
-    void *p;
-    memcpy(&p, &f, sizeof p);
-    return p;
-}
-#define FP(f) fn_ptr((void (*)(void))(f))
 
 /* An exception class whose instances count their frees. */
 static atomic_long exc_frees;
@@ -97,7 +49,7 @@ static PyObject *
 counting_exception_type(void)
 {
     PyType_Slot slots[] = { { Py_tp_base, PyExc_RuntimeError },
-                            { Py_tp_free, FP(counting_free) }, { 0, NULL } };
+                            { Py_tp_free, TEST_FP(counting_free) }, { 0, NULL } };
     PyType_Spec spec = { "testmod.CountedError", 0, 0, Py_TPFLAGS_DEFAULT, slots };
     PyObject *t = PyType_FromSpec(&spec);
     cr_assert_not_null(t);
@@ -127,26 +79,6 @@ capture_stderr(void (*fn)(void))
     return captured;
 }
 
-static void (*child_fn)(void);
-
-static void
-child_with_alarm(void)
-{
-    alarm((unsigned)FT_TIMEOUT(10));
-    child_fn();
-}
-
-static void
-expect_fatal(void (*fn)(void), const char *needle)
-{
-    char buf[8192];
-    child_fn = fn;
-    int st = test_run_in_child(child_with_alarm, buf, sizeof buf);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
-              "expected SIGABRT; child status %#x, stderr: %s", st, buf);
-    cr_assert(strstr(buf, needle) != NULL, "stderr lacks \"%s\": %s", needle, buf);
-}
-
 /* ---- setting, matching, clearing ------------------------------------------------ */
 
 Test(errors, set_string_occurred_matches_clear)
@@ -168,12 +100,12 @@ Test(errors, set_string_occurred_matches_clear)
 
     PyErr_SetString(PyExc_ValueError, "first");
     PyErr_SetString(PyExc_TypeError, "second");   /* replaces */
-    expect_error(PyExc_TypeError, "second");
+    test_expect_error_is(PyExc_TypeError, "second");
     PyErr_SetString(PyExc_ValueError, NULL);
-    expect_error(PyExc_ValueError, "");
+    test_expect_error_is(PyExc_ValueError, "");
     PyErr_SetNone(PyExc_StopIteration);
     cr_assert_eq(PyErr_Occurred(), PyExc_StopIteration);
-    expect_error(PyExc_StopIteration, "");
+    test_expect_error_is(PyExc_StopIteration, "");
 }
 
 Test(errors, replaced_and_cleared_exceptions_are_freed_once)
@@ -224,25 +156,25 @@ Test(errors, set_object_with_each_kind_of_value)
     Py_DECREF(inst);
     /* None or NULL: no message */
     PyErr_SetObject(PyExc_IndexError, Py_None);
-    expect_error(PyExc_IndexError, "");
+    test_expect_error_is(PyExc_IndexError, "");
     PyErr_SetObject(PyExc_IndexError, NULL);
-    expect_error(PyExc_IndexError, "");
+    test_expect_error_is(PyExc_IndexError, "");
     /* any other value: the message is str(value), repr(value) for KeyError */
     PyErr_SetObject(PyExc_IndexError, Py_True);
-    expect_error(PyExc_IndexError, "True");
+    test_expect_error_is(PyExc_IndexError, "True");
     PyObject *key = PyUnicode_FromString("k");
     PyErr_SetObject(PyExc_ValueError, key);
-    expect_error(PyExc_ValueError, "k");
+    test_expect_error_is(PyExc_ValueError, "k");
     PyErr_SetObject(PyExc_KeyError, key);
-    expect_error(PyExc_KeyError, "'k'");
+    test_expect_error_is(PyExc_KeyError, "'k'");
     Py_DECREF(key);
     /* not an exception class */
     PyErr_SetObject((PyObject *)&PyBool_Type, NULL);
-    expect_error(PyExc_SystemError, "exception bool is not a BaseException subclass");
+    test_expect_error_is(PyExc_SystemError, "exception bool is not a BaseException subclass");
     PyErr_SetString(Py_None, "x");
-    expect_error(PyExc_SystemError, "exception NoneType is not a BaseException subclass");
+    test_expect_error_is(PyExc_SystemError, "exception NoneType is not a BaseException subclass");
     PyErr_SetString(NULL, "x");
-    expect_error(PyExc_SystemError, "an exception was raised with a NULL type");
+    test_expect_error_is(PyExc_SystemError, "an exception was raised with a NULL type");
 }
 
 Test(errors, given_exception_matches)
@@ -282,7 +214,7 @@ Test(errors, no_memory_allocates_nothing)
         ft_alloc_fail_after(n);
         PyErr_SetString(PyExc_TypeError, "cannot be allocated");
         ft_alloc_fail_after(0);
-        expect_error(PyExc_MemoryError, "");
+        test_expect_error_is(PyExc_MemoryError, "");
     }
 }
 
@@ -292,9 +224,9 @@ Test(errors, bad_internal_call_and_bad_argument)
     int line = __LINE__ - 1;
     char want[512];
     snprintf(want, sizeof want, "%s:%d: bad argument to internal function", __FILE__, line);
-    expect_error(PyExc_SystemError, want);
+    test_expect_error_is(PyExc_SystemError, want);
     cr_assert_eq(PyErr_BadArgument(), 0);
-    expect_error(PyExc_TypeError, "bad argument type for built-in operation");
+    test_expect_error_is(PyExc_TypeError, "bad argument type for built-in operation");
 }
 
 /* ---- PyErr_Format ------------------------------------------------------------------- */
@@ -305,7 +237,7 @@ Test(errors, bad_internal_call_and_bad_argument)
         char want_[1024];                                                   \
         snprintf(want_, sizeof want_, __VA_ARGS__);                         \
         cr_assert_null(PyErr_Format(PyExc_ValueError, __VA_ARGS__));        \
-        expect_error(PyExc_ValueError, want_);                              \
+        test_expect_error_is(PyExc_ValueError, want_);                      \
     } while (0)
 
 Test(errors, format_matches_printf)
@@ -334,36 +266,36 @@ Test(errors, format_specials)
     /* %p: always 0x and lower-case hex */
     void *p = (void *)(uintptr_t)0xABC123;
     cr_assert_null(PyErr_Format(PyExc_ValueError, "at %p", p));
-    expect_error(PyExc_ValueError, "at 0xabc123");
+    test_expect_error_is(PyExc_ValueError, "at 0xabc123");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%p", NULL));
-    expect_error(PyExc_ValueError, "0x0");
+    test_expect_error_is(PyExc_ValueError, "0x0");
     /* %c is a code point, encoded as UTF-8 */
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%c|%c|%c", 0xE9, 0x20AC, 0x1F600));
-    expect_error(PyExc_ValueError, "\xc3\xa9|\xe2\x82\xac|\xf0\x9f\x98\x80");
+    test_expect_error_is(PyExc_ValueError, "\xc3\xa9|\xe2\x82\xac|\xf0\x9f\x98\x80");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%c", 0x110000));
-    expect_error(PyExc_OverflowError, "character argument not in range(0x110000)");
+    test_expect_error_is(PyExc_OverflowError, "character argument not in range(0x110000)");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%c", -1));
-    expect_error(PyExc_OverflowError, "character argument not in range(0x110000)");
+    test_expect_error_is(PyExc_OverflowError, "character argument not in range(0x110000)");
     /* %s precision never splits a UTF-8 character; widths count characters */
     cr_assert_null(PyErr_Format(PyExc_ValueError, "[%.2s]", "\xc3\xa9t\xc3\xa9"));
-    expect_error(PyExc_ValueError, "[\xc3\xa9]");
+    test_expect_error_is(PyExc_ValueError, "[\xc3\xa9]");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "[%.1s]", "\xc3\xa9"));
-    expect_error(PyExc_ValueError, "[]");
+    test_expect_error_is(PyExc_ValueError, "[]");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "[%4s]", "\xc3\xa9t\xc3\xa9"));
-    expect_error(PyExc_ValueError, "[ \xc3\xa9t\xc3\xa9]");
+    test_expect_error_is(PyExc_ValueError, "[ \xc3\xa9t\xc3\xa9]");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%s", (char *)NULL));
-    expect_error(PyExc_ValueError, "(null)");
+    test_expect_error_is(PyExc_ValueError, "(null)");
     /* %T: an object's type name; %N: a type's name */
     cr_assert_null(PyErr_Format(PyExc_TypeError, "got %T, want %N", Py_None,
                                 (PyObject *)&PyBool_Type));
-    expect_error(PyExc_TypeError, "got NoneType, want bool");
+    test_expect_error_is(PyExc_TypeError, "got NoneType, want bool");
     cr_assert_null(PyErr_Format(PyExc_TypeError, "%#T", Py_True));
-    expect_error(PyExc_TypeError, "bool");
+    test_expect_error_is(PyExc_TypeError, "bool");
     /* the object conversions (tested in depth in test_unicodeobject.c):
      * str(), repr(), ascii() of any object; %U and %V need a str */
     PyErr_SetString(PyExc_KeyError, "cleared first");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%R|%S|%A", Py_None, Py_True, Py_None));
-    expect_error(PyExc_ValueError, "None|True|None");
+    test_expect_error_is(PyExc_ValueError, "None|True|None");
     const char *needs_str[] = { "%U", "%V" };
     for (size_t i = 0; i < 2; i++) {
         PyErr_SetString(PyExc_KeyError, "cleared first");
@@ -371,18 +303,18 @@ Test(errors, format_specials)
         char want[100];
         snprintf(want, sizeof want, "PyUnicode_FromFormat: %s needs a str argument",
                  needs_str[i]);
-        expect_error(PyExc_SystemError, want);
+        test_expect_error_is(PyExc_SystemError, want);
     }
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%y"));
-    expect_error(PyExc_SystemError, "PyErr_Format: unsupported conversion '%y' in the format "
-                                    "string");
+    test_expect_error_is(PyExc_SystemError,
+                         "PyErr_Format: unsupported conversion '%y' in the format string");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "ends with %"));
-    expect_error_containing(PyExc_SystemError, "the format string ends inside");
+    test_expect_error(PyExc_SystemError, "the format string ends inside");
     cr_assert_null(PyErr_Format(PyExc_ValueError, "%-5"));
-    expect_error_containing(PyExc_SystemError, "the format string ends inside '%-5'");
+    test_expect_error(PyExc_SystemError, "the format string ends inside '%-5'");
     /* a non-exception class gives SystemError, like SetString */
     cr_assert_null(PyErr_Format(Py_None, "x"));
-    expect_error(PyExc_SystemError, "exception NoneType is not a BaseException subclass");
+    test_expect_error_is(PyExc_SystemError, "exception NoneType is not a BaseException subclass");
 }
 
 Test(errors, format_long_messages)
@@ -398,7 +330,7 @@ Test(errors, format_long_messages)
     cr_assert_not_null(want);
     snprintf(want, 2 * LONG + 100, "<%s|%d|%s>", big, 12345, big);
     cr_assert_null(PyErr_Format(PyExc_RuntimeError, "<%s|%d|%s>", big, 12345, big));
-    expect_error(PyExc_RuntimeError, want);
+    test_expect_error_is(PyExc_RuntimeError, want);
     /* out of memory at each allocation in turn: the buffer, its growth, the
      * message copy, the instance */
     int failures = 0;
@@ -433,7 +365,7 @@ Test(errors, format_long_messages)
             PyErr_Clear();
         }
         else {
-            expect_error(PyExc_IndexError, "index 7 out of range");
+            test_expect_error_is(PyExc_IndexError, "index 7 out of range");
             done = true;
         }
     }
@@ -543,10 +475,7 @@ isolation_worker(void *arg)
     atomic_fetch_add(&iso_set, 1);
     /* everyone (main thread included) has set its own before anyone looks */
     Py_BEGIN_ALLOW_THREADS
-    int64_t deadline = test_now_ns() + 10 * 1000000000LL * FT_TIMEOUT_SCALE;
-    while (atomic_load(&iso_set) < ISO_THREADS + 1 && test_now_ns() < deadline) {
-        test_sleep_ns(100000);
-    }
+    TEST_HELPER_WAIT(atomic_load(&iso_set) == ISO_THREADS + 1, 10000);
     Py_END_ALLOW_THREADS
     PyObject *e = PyErr_GetRaisedException();
     if (e != NULL && (PyObject *)Py_TYPE(e) == type &&
@@ -581,7 +510,7 @@ Test(errors, each_thread_sees_only_its_own_error)
     for (int i = 0; i < ISO_THREADS; i++) {
         cr_assert(atomic_load(&iso_ok[i]), "thread %d lost its error", i);
     }
-    expect_error(PyExc_KeyError, "from the main thread");
+    test_expect_error_is(PyExc_KeyError, "from the main thread");
 }
 
 /* ---- thread-state clear and finalization drop the error ----------------------------------- */
@@ -658,7 +587,7 @@ Test(errors, without_thread_state_every_function_is_fatal, .timeout = FT_TIMEOUT
         char want[200];
         snprintf(want, sizeof want, "Fatal Python error: %s: called without an attached thread "
                  "state", cases[i].name);
-        expect_fatal(cases[i].fn, want);
+        test_expect_fatal(cases[i].fn, want);
     }
 }
 

@@ -23,32 +23,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void
-setup(void)
-{
-    Py_InitializeEx(0);
-}
-
-static void
-teardown(void)
-{
-    ft_alloc_fail_after(0);
-    if (Py_IsInitialized() && PyThreadState_GetUnchecked() != NULL) {
-        PyErr_Clear();
-        Py_FinalizeEx();
-    }
-}
-
-TestSuite(exceptions, .init = setup, .fini = teardown, .timeout = FT_TIMEOUT(30));
-
-static void *
-fn_ptr(void (*f)(void))
-{
-    void *p;
-    memcpy(&p, &f, sizeof p);
-    return p;
-}
-#define FP(f) fn_ptr((void (*)(void))(f))
+TestSuite(exceptions, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(30));
 
 
 /* ---- the built-in classes ------------------------------------------------------ */
@@ -180,7 +156,7 @@ my_traverse(PyObject *self, visitproc visit, void *arg)
 
 Test(exceptions, user_exception_from_spec)
 {
-    PyType_Slot slots[] = { { Py_tp_free, FP(counting_free) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_free, TEST_FP(counting_free) }, { 0, NULL } };
     PyType_Spec spec = { "mymod.MyError", sizeof(my_error_object), 0,
                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots };
     PyObject *my = PyType_FromSpecWithBases(&spec, PyExc_ValueError);
@@ -227,8 +203,8 @@ Test(exceptions, user_exception_from_spec)
 
 Test(exceptions, user_gc_exception)
 {
-    PyType_Slot slots[] = { { Py_tp_traverse, FP(my_traverse) },
-                            { Py_tp_free, FP(counting_gc_free) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_traverse, TEST_FP(my_traverse) },
+                            { Py_tp_free, TEST_FP(counting_gc_free) }, { 0, NULL } };
     PyType_Spec spec = { "mymod.GCError", sizeof(my_error_object), 0,
                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots };
     PyObject *t = PyType_FromSpecWithBases(&spec, PyExc_RuntimeError);
@@ -276,13 +252,7 @@ static void *
 receiver(void *arg)
 {
     (void)arg;
-    int64_t deadline = test_now_ns() + 10 * 1000000000LL * FT_TIMEOUT_SCALE;
-    while (!atomic_load(&handed) && test_now_ns() < deadline) {
-        test_sleep_ns(100000);
-    }
-    if (!atomic_load(&handed)) {
-        return NULL;
-    }
+    test_wait_flag(&handed, 10000);
     PyGILState_STATE g = PyGILState_Ensure();
     PyErr_SetRaisedException(handoff);   /* steals the main thread's reference */
     if (PyErr_ExceptionMatches(PyExc_KeyError) &&
@@ -296,7 +266,7 @@ receiver(void *arg)
 
 Test(exceptions, raised_in_one_thread_dropped_in_another)
 {
-    PyType_Slot slots[] = { { Py_tp_free, FP(counting_free) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_free, TEST_FP(counting_free) }, { 0, NULL } };
     PyType_Spec spec = { "mymod.Traveller", 0, 0, Py_TPFLAGS_DEFAULT, slots };
     PyObject *t = PyType_FromSpecWithBases(&spec, PyExc_KeyError);
     cr_assert_not_null(t);

@@ -10,6 +10,7 @@
  * Worker threads only record into atomics; the main thread asserts.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -19,34 +20,8 @@
 #include <float.h>
 #include <math.h>
 
-TestSuite(floatobject, .timeout = FT_TIMEOUT(60));
-
-static void
-setup(void)
-{
-    Py_InitializeEx(0);
-}
-
-static void
-teardown(void)
-{
-    ft_alloc_fail_after(0);
-    if (PyThreadState_GetUnchecked() != NULL) {
-        cr_assert_eq(Py_FinalizeEx(), 0);
-    }
-}
-
-static void
-expect_error(PyObject *type, const char *needle)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    cr_assert_not_null(exc, "no exception set (expected %s)", ((PyTypeObject *)type)->tp_name);
-    const char *msg = PyException_GetMessageUTF8(exc);
-    cr_assert_eq((PyObject *)Py_TYPE(exc), type, "got %s (\"%s\"), expected %s",
-                 Py_TYPE(exc)->tp_name, msg, ((PyTypeObject *)type)->tp_name);
-    cr_assert(strstr(msg, needle) != NULL, "message \"%s\" lacks \"%s\"", msg, needle);
-    Py_DECREF(exc);
-}
+TestSuite(floatobject, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(60));
 
 #define NB PyFloat_Type.tp_as_number
 
@@ -67,7 +42,7 @@ same(double a, double b)
     return a == b && signbit(a) == signbit(b);
 }
 
-Test(floatobject, from_and_as_double, .init = setup, .fini = teardown)
+Test(floatobject, from_and_as_double)
 {
     double vals[] = { 0.0, -0.0, 1.5, -1e300, DBL_MIN, DBL_MAX, 5e-324, INFINITY };
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
@@ -90,7 +65,7 @@ Test(floatobject, from_and_as_double, .init = setup, .fini = teardown)
     cr_assert_not(PyFloat_Check(Py_True));
 }
 
-Test(floatobject, as_double_of_ints, .init = setup, .fini = teardown)
+Test(floatobject, as_double_of_ints)
 {
     PyObject *i = PyLong_FromLong(-42);
     cr_assert_eq(PyFloat_AsDouble(i), -42.0, "int has __index__ (and __float__)");
@@ -145,7 +120,7 @@ static PyObject idx_obj = _PyObject_HEAD_INIT(&idx_type);
 static PyObject badf_obj = _PyObject_HEAD_INIT(&badf_type);
 static PyObject failf_obj = _PyObject_HEAD_INIT(&failf_type);
 
-Test(floatobject, as_double_protocols_and_errors, .init = setup, .fini = teardown)
+Test(floatobject, as_double_protocols_and_errors)
 {
     cr_assert_eq(PyType_Ready(&idx_type), 0);
     cr_assert_eq(PyType_Ready(&badf_type), 0);
@@ -153,13 +128,13 @@ Test(floatobject, as_double_protocols_and_errors, .init = setup, .fini = teardow
     cr_assert_eq(PyFloat_AsDouble(&idx_obj), 7.0, "via __index__");
     cr_assert_null(PyErr_Occurred());
     cr_assert_eq(PyFloat_AsDouble(&badf_obj), -1.0);
-    expect_error(PyExc_TypeError, "test.BadF.__float__ returned non-float (type int)");
+    test_expect_error(PyExc_TypeError, "test.BadF.__float__ returned non-float (type int)");
     cr_assert_eq(PyFloat_AsDouble(&failf_obj), -1.0);
-    expect_error(PyExc_RuntimeError, "float failed");
+    test_expect_error(PyExc_RuntimeError, "float failed");
     cr_assert_eq(PyFloat_AsDouble(Py_None), -1.0);
-    expect_error(PyExc_TypeError, "must be real number, not NoneType");
+    test_expect_error(PyExc_TypeError, "must be real number, not NoneType");
     cr_assert_eq(PyFloat_AsDouble(NULL), -1.0);
-    expect_error(PyExc_TypeError, "bad argument type");
+    test_expect_error(PyExc_TypeError, "bad argument type");
 }
 
 /* ---- float(x) ---------------------------------------------------------------- */
@@ -172,7 +147,7 @@ str(const char *s)
     return u;
 }
 
-Test(floatobject, from_string, .init = setup, .fini = teardown)
+Test(floatobject, from_string)
 {
     /* accepted (values printed by CPython 3.13) */
     struct { const char *s; double v; } ok[] = {
@@ -200,60 +175,52 @@ Test(floatobject, from_string, .init = setup, .fini = teardown)
         cr_assert_null(PyFloat_FromString(u), "'%s'", bad[i]);
         char msg[64];
         snprintf(msg, sizeof msg, "could not convert string to float: '%s'", bad[i]);
-        expect_error(PyExc_ValueError, msg);
+        test_expect_error(PyExc_ValueError, msg);
         Py_DECREF(u);
     }
     u = PyUnicode_FromStringAndSize("1\0", 2);
     cr_assert_null(PyFloat_FromString(u));
-    expect_error(PyExc_ValueError, "could not convert string to float");
+    test_expect_error(PyExc_ValueError, "could not convert string to float");
     Py_DECREF(u);
     cr_assert_null(PyFloat_FromString(Py_None));
-    expect_error(PyExc_TypeError, "not 'NoneType'");
+    test_expect_error(PyExc_TypeError, "not 'NoneType'");
     u = str("2.5");
     ft_alloc_fail_after(1);
     cr_assert_null(PyFloat_FromString(u));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     ft_alloc_fail_after(0);
     Py_DECREF(u);
 }
 
-static PyObject *
-call_new(PyTypeObject *t, PyObject *args, PyObject *kwds)
-{
-    cr_assert_not_null(args);
-    PyObject *r = t->tp_new(t, args, kwds);
-    Py_DECREF(args);
-    return r;
-}
-
-Test(floatobject, float_constructor, .init = setup, .fini = teardown)
+Test(floatobject, float_constructor)
 {
     PyTypeObject *t = &PyFloat_Type;
-    cr_assert(same(fval(call_new(t, PyTuple_New(0), NULL)), 0.0), "float()");
+    cr_assert(same(fval(test_call_new(t, PyTuple_New(0), NULL)), 0.0), "float()");
     PyObject *f = PyFloat_FromDouble(2.5);
-    PyObject *again = call_new(t, PyTuple_Pack(1, f), NULL);
+    PyObject *again = test_call_new(t, PyTuple_Pack(1, f), NULL);
     cr_assert_eq(again, f, "float(float) is the float");
     cr_assert_eq(Py_REFCNT(f), 2, "a new reference");
     Py_DECREF(again);
     Py_DECREF(f);
     PyObject *i = PyLong_FromLong(-3), *u = str(" 1e3 ");
-    cr_assert_eq(fval(call_new(t, PyTuple_Pack(1, i), NULL)), -3.0);
-    cr_assert_eq(fval(call_new(t, PyTuple_Pack(1, u), NULL)), 1000.0);
-    cr_assert_eq(fval(call_new(t, PyTuple_Pack(1, Py_True), NULL)), 1.0);
+    cr_assert_eq(fval(test_call_new(t, PyTuple_Pack(1, i), NULL)), -3.0);
+    cr_assert_eq(fval(test_call_new(t, PyTuple_Pack(1, u), NULL)), 1000.0);
+    cr_assert_eq(fval(test_call_new(t, PyTuple_Pack(1, Py_True), NULL)), 1.0);
     cr_assert_eq(PyType_Ready(&idx_type), 0);
-    cr_assert_eq(fval(call_new(t, PyTuple_Pack(1, &idx_obj), NULL)), 7.0, "__index__");
-    cr_assert_null(call_new(t, PyTuple_Pack(1, Py_None), NULL));
-    expect_error(PyExc_TypeError, "float() argument must be a string or a real number, not 'NoneType'");
-    cr_assert_null(call_new(t, PyTuple_Pack(2, i, i), NULL));
-    expect_error(PyExc_TypeError, "float expected at most 1 argument, got 2");
+    cr_assert_eq(fval(test_call_new(t, PyTuple_Pack(1, &idx_obj), NULL)), 7.0, "__index__");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(1, Py_None), NULL));
+    test_expect_error(PyExc_TypeError,
+                      "float() argument must be a string or a real number, not 'NoneType'");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(2, i, i), NULL));
+    test_expect_error(PyExc_TypeError, "float expected at most 1 argument, got 2");
     PyObject *kw = PyDict_New();
     cr_assert_eq(PyDict_SetItemString(kw, "x", i), 0);
-    cr_assert_null(call_new(t, PyTuple_New(0), kw));
-    expect_error(PyExc_TypeError, "float() takes no keyword arguments");
+    cr_assert_null(test_call_new(t, PyTuple_New(0), kw));
+    test_expect_error(PyExc_TypeError, "float() takes no keyword arguments");
     Py_DECREF(kw);
     cr_assert_eq(PyType_Ready(&badf_type), 0);
-    cr_assert_null(call_new(t, PyTuple_Pack(1, &badf_obj), NULL));
-    expect_error(PyExc_TypeError, "__float__ returned non-float");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(1, &badf_obj), NULL));
+    test_expect_error(PyExc_TypeError, "__float__ returned non-float");
     Py_DECREF(i);
     Py_DECREF(u);
     /* a subclass */
@@ -262,7 +229,7 @@ Test(floatobject, float_constructor, .init = setup, .fini = teardown)
     PyTypeObject *sub = (PyTypeObject *)PyType_FromSpec(&spec);
     cr_assert_not_null(sub);
     u = str("-0.5");
-    PyObject *o = call_new(sub, PyTuple_Pack(1, u), NULL);
+    PyObject *o = test_call_new(sub, PyTuple_Pack(1, u), NULL);
     Py_DECREF(u);
     cr_assert_not_null(o);
     cr_assert_eq(Py_TYPE(o), sub);
@@ -272,7 +239,7 @@ Test(floatobject, float_constructor, .init = setup, .fini = teardown)
     PyObject *plain = NB->nb_float(o);
     cr_assert(PyFloat_CheckExact(plain), "float(subclass instance) is a plain float");
     cr_assert_eq(fval(plain), -0.5);
-    f = call_new(sub, PyTuple_Pack(1, o), NULL);
+    f = test_call_new(sub, PyTuple_Pack(1, o), NULL);
     cr_assert_eq(Py_TYPE(f), sub);
     cr_assert_eq(PyFloat_AS_DOUBLE(f), -0.5);
     Py_DECREF(f);
@@ -281,7 +248,7 @@ Test(floatobject, float_constructor, .init = setup, .fini = teardown)
 
 /* ---- hash ---------------------------------------------------------------------- */
 
-Test(floatobject, hash_matches_cpython, .init = setup, .fini = teardown)
+Test(floatobject, hash_matches_cpython)
 {
     /* values printed by CPython 3.13 (64-bit) */
     struct { double v; Py_hash_t h; } cases[] = {
@@ -299,7 +266,7 @@ Test(floatobject, hash_matches_cpython, .init = setup, .fini = teardown)
     }
 }
 
-Test(floatobject, hash_of_integral_floats_is_the_ints, .init = setup, .fini = teardown)
+Test(floatobject, hash_of_integral_floats_is_the_ints)
 {
     for (int64_t v = -300; v <= 300; v += 7) {
         PyObject *i = PyLong_FromLongLong(v * 1000003), *f = PyFloat_FromDouble((double)(v * 1000003));
@@ -314,7 +281,7 @@ Test(floatobject, hash_of_integral_floats_is_the_ints, .init = setup, .fini = te
     Py_DECREF(zero);
 }
 
-Test(floatobject, hash_of_nan_is_per_object, .init = setup, .fini = teardown)
+Test(floatobject, hash_of_nan_is_per_object)
 {
     PyObject *a = PyFloat_FromDouble(NAN), *b = PyFloat_FromDouble(NAN);
     Py_hash_t ha = PyObject_Hash(a);
@@ -327,7 +294,7 @@ Test(floatobject, hash_of_nan_is_per_object, .init = setup, .fini = teardown)
 
 /* ---- comparison ---------------------------------------------------------------- */
 
-Test(floatobject, compare, .init = setup, .fini = teardown)
+Test(floatobject, compare)
 {
     PyObject *a = PyFloat_FromDouble(1.25), *b = PyFloat_FromDouble(2.5), *c = PyFloat_FromDouble(1.25);
     PyObject *nan = PyFloat_FromDouble(NAN), *z = PyFloat_FromDouble(0.0), *nz = PyFloat_FromDouble(-0.0);
@@ -355,13 +322,14 @@ Test(floatobject, compare, .init = setup, .fini = teardown)
     /* foreign types: identity / TypeError */
     cr_assert_eq(PyObject_RichCompareBool(a, Py_None, Py_EQ), 0);
     cr_assert_eq(PyObject_RichCompareBool(a, Py_None, Py_GE), -1);
-    expect_error(PyExc_TypeError, "'>=' not supported between instances of 'float' and 'NoneType'");
+    test_expect_error(PyExc_TypeError,
+                      "'>=' not supported between instances of 'float' and 'NoneType'");
     Py_DECREF(a); Py_DECREF(b); Py_DECREF(c); Py_DECREF(nan); Py_DECREF(z); Py_DECREF(nz);
 }
 
 /* ---- number slots ------------------------------------------------------------- */
 
-Test(floatobject, arithmetic, .init = setup, .fini = teardown)
+Test(floatobject, arithmetic)
 {
     PyObject *a = PyFloat_FromDouble(1.5), *b = PyFloat_FromDouble(-0.25);
     PyObject *i = PyLong_FromLong(3);
@@ -391,15 +359,15 @@ Test(floatobject, arithmetic, .init = setup, .fini = teardown)
     cr_assert_eq(PyLong_AsLongLong(t), -1000000000000000LL);
     Py_DECREF(t);
     cr_assert_null(NB->nb_int(nan));
-    expect_error(PyExc_ValueError, "NaN");
+    test_expect_error(PyExc_ValueError, "NaN");
     PyObject *r = NB->nb_add(a, Py_None);
     cr_assert_eq(r, Py_NotImplemented);
     r = NB->nb_true_divide(Py_None, a);
     cr_assert_eq(r, Py_NotImplemented);
     cr_assert_null(NB->nb_true_divide(a, z));
-    expect_error(PyExc_ZeroDivisionError, "float division by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "float division by zero");
     cr_assert_null(NB->nb_true_divide(a, PyLong_FromLong(0)));
-    expect_error(PyExc_ZeroDivisionError, "float division by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "float division by zero");
     Py_DECREF(a); Py_DECREF(b); Py_DECREF(z); Py_DECREF(nan); Py_DECREF(big);
 }
 
@@ -413,7 +381,7 @@ fop(binaryfunc f, double a, double b)
     return r;
 }
 
-Test(floatobject, floor_division_modulo_divmod, .init = setup, .fini = teardown)
+Test(floatobject, floor_division_modulo_divmod)
 {
     /* values printed by CPython 3.13 */
     struct { double x, y, q, m; } cases[] = {
@@ -439,17 +407,17 @@ Test(floatobject, floor_division_modulo_divmod, .init = setup, .fini = teardown)
     cr_assert_eq(fval(NB->nb_floor_divide(i7, f2)), 3.0, "int // float");
     cr_assert_eq(fval(NB->nb_remainder(f2, i7)), 2.0, "float % int");
     cr_assert_null(fop(NB->nb_floor_divide, 1, 0));
-    expect_error(PyExc_ZeroDivisionError, "float floor division by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "float floor division by zero");
     cr_assert_null(fop(NB->nb_remainder, 1, -0.0));
-    expect_error(PyExc_ZeroDivisionError, "float modulo by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "float modulo by zero");
     cr_assert_null(fop(NB->nb_divmod, 1, 0));
-    expect_error(PyExc_ZeroDivisionError, "float divmod()");
+    test_expect_error(PyExc_ZeroDivisionError, "float divmod()");
     cr_assert_eq(NB->nb_remainder(f2, Py_None), Py_NotImplemented);
     /* out of memory: the quotient, the remainder, the tuple */
     for (int n = 1; n <= 3; n++) {
         ft_alloc_fail_after(n);
         cr_assert_null(NB->nb_divmod(i7, f2), "allocation %d fails", n);
-        expect_error(PyExc_MemoryError, "");
+        test_expect_error(PyExc_MemoryError, "");
     }
     ft_alloc_fail_after(0);
     Py_DECREF(i7);
@@ -466,7 +434,7 @@ fpow(double a, double b)
     return r;
 }
 
-Test(floatobject, power, .init = setup, .fini = teardown)
+Test(floatobject, power)
 {
     cr_assert_eq(fval(fpow(2.0, 0.5)), 1.4142135623730951);
     cr_assert_eq(fval(fpow(-8.0, 3.0)), -512.0);
@@ -477,37 +445,38 @@ Test(floatobject, power, .init = setup, .fini = teardown)
     cr_assert_eq(fval(NB->nb_power(f, two, Py_None)), 2.25, "float ** int");
     cr_assert_eq(fval(NB->nb_power(two, f, Py_None)), pow(2.0, 1.5), "int ** float");
     cr_assert_null(NB->nb_power(f, two, two));
-    expect_error(PyExc_TypeError, "pow() 3rd argument not allowed unless all arguments are integers");
+    test_expect_error(PyExc_TypeError,
+                      "pow() 3rd argument not allowed unless all arguments are integers");
     cr_assert_null(fpow(0.0, -1.0));
-    expect_error(PyExc_ZeroDivisionError, "0.0 cannot be raised to a negative power");
+    test_expect_error(PyExc_ZeroDivisionError, "0.0 cannot be raised to a negative power");
     cr_assert_null(fpow(-8.0, 0.5));
-    expect_error(PyExc_ValueError, "fractional power");
+    test_expect_error(PyExc_ValueError, "fractional power");
     cr_assert_null(fpow(10.0, 400.0));
-    expect_error(PyExc_OverflowError, "Numerical result out of range");
+    test_expect_error(PyExc_OverflowError, "Numerical result out of range");
     cr_assert_eq(NB->nb_power(f, Py_None, Py_None), Py_NotImplemented);
     Py_DECREF(f);
     Py_DECREF(two);
 }
 
-Test(floatobject, out_of_memory, .init = setup, .fini = teardown)
+Test(floatobject, out_of_memory)
 {
     ft_alloc_fail_after(1);
     cr_assert_null(PyFloat_FromDouble(1.0));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     PyObject *a = PyFloat_FromDouble(2.0);
     ft_alloc_fail_after(1);
     cr_assert_null(NB->nb_add(a, a));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     ft_alloc_fail_after(1);
     cr_assert_null(PyLong_Type.tp_as_number->nb_float(PyLong_FromLong(5)));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     ft_alloc_fail_after(0);
     Py_DECREF(a);
 }
 
 /* ---- repr ---------------------------------------------------------------------- */
 
-Test(floatobject, repr_is_cpythons, .init = setup, .fini = teardown)
+Test(floatobject, repr_is_cpythons)
 {
     /* expected strings printed by CPython 3.13 */
     struct { double v; const char *s; } cases[] = {
@@ -542,7 +511,7 @@ Test(floatobject, repr_is_cpythons, .init = setup, .fini = teardown)
     cr_assert_str_eq(small, "1.23", "truncated to the buffer");
 }
 
-Test(floatobject, repr_round_trips, .init = setup, .fini = teardown)
+Test(floatobject, repr_round_trips)
 {
     /* pseudo-random bit patterns (a fixed LCG), finite ones only */
     uint64_t x = 88172645463325252ULL;
@@ -565,81 +534,35 @@ Test(floatobject, repr_round_trips, .init = setup, .fini = teardown)
 
 /* ---- threads -------------------------------------------------------------------- */
 
-#define NTHREADS 8
-#define PER_THREAD 20000
-
-static PyObject *handoff[NTHREADS][PER_THREAD];
-static atomic_int created;
-static atomic_long bad;
-static atomic_long checked;
-
+/* Thread t's item i (distinct across threads, exact in a double). */
 static double
-value_of(int t, int i)
+float_value(int t, int i)
 {
     return t * 1e6 + i + 0.25;
 }
 
-static void *
-float_worker(void *arg)
+/* Phase 1: a float to hand over, and its negation made and dropped
+ * privately. */
+static PyObject *
+float_make(int t, int i, bool *ok)
 {
-    int me = (int)(intptr_t)arg;
-    PyGILState_STATE g = PyGILState_Ensure();
-    for (int i = 0; i < PER_THREAD; i++) {
-        PyObject *tmp = PyFloat_FromDouble(-value_of(me, i));
-        PyObject *f = PyFloat_FromDouble(value_of(me, i));
-        if (tmp == NULL || f == NULL || PyFloat_AS_DOUBLE(tmp) != -value_of(me, i)) {
-            atomic_fetch_add(&bad, 1);
-        }
-        Py_XDECREF(tmp);
-        handoff[me][i] = f;
-        if (i % 1024 == 0) {
-            Py_BEGIN_ALLOW_THREADS
-            Py_END_ALLOW_THREADS
-        }
-    }
-    atomic_fetch_add_explicit(&created, 1, memory_order_release);
-    int64_t deadline = test_now_ns() + 30LL * 1000000000LL * FT_TIMEOUT_SCALE;
-    Py_BEGIN_ALLOW_THREADS
-    while (atomic_load_explicit(&created, memory_order_acquire) < NTHREADS &&
-           test_now_ns() < deadline) {
-        test_sleep_ns(100000);
-    }
-    Py_END_ALLOW_THREADS
-    if (atomic_load_explicit(&created, memory_order_acquire) < NTHREADS) {
-        atomic_fetch_add(&bad, 1000000);
-        PyGILState_Release(g);
-        return NULL;
-    }
-    int other = (me + 3) % NTHREADS;
-    for (int i = 0; i < PER_THREAD; i++) {
-        PyObject *f = handoff[other][i];
-        if (f == NULL || PyFloat_AsDouble(f) != value_of(other, i) ||
-            PyObject_Hash(f) != ft_hash_double(value_of(other, i))) {
-            atomic_fetch_add(&bad, 1);
-        }
-        Py_XDECREF(f);
-        atomic_fetch_add_explicit(&checked, 1, memory_order_relaxed);
-    }
-    PyGILState_Release(g);
-    return NULL;
+    PyObject *tmp = PyFloat_FromDouble(-float_value(t, i));
+    PyObject *f = PyFloat_FromDouble(float_value(t, i));
+    *ok = tmp != NULL && PyFloat_AS_DOUBLE(tmp) == -float_value(t, i);
+    Py_XDECREF(tmp);
+    return f;
 }
 
-Test(floatobject, eight_threads_create_and_drop, .init = setup, .fini = teardown,
-     .timeout = FT_TIMEOUT(120))
+/* Phase 2, on another thread: the value and its hash. */
+static bool
+float_check(PyObject *f, int t, int i)
 {
-    atomic_store(&created, 0);
-    atomic_store(&bad, 0);
-    atomic_store(&checked, 0);
-    PyThreadState *save = PyEval_SaveThread();
-    pthread_t t[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++) {
-        t[i] = test_start_thread(float_worker, (void *)(intptr_t)i);
-    }
-    for (int i = 0; i < NTHREADS; i++) {
-        test_join_thread(t[i]);
-    }
-    PyEval_RestoreThread(save);
-    cr_assert_eq(atomic_load(&created), NTHREADS);
-    cr_assert_eq(atomic_load(&bad), 0);
-    cr_assert_eq(atomic_load(&checked), (long)NTHREADS * PER_THREAD);
+    return PyFloat_AsDouble(f) == float_value(t, i) &&
+           PyObject_Hash(f) == ft_hash_double(float_value(t, i));
+}
+
+Test(floatobject, eight_threads_create_and_drop, .timeout = FT_TIMEOUT(120))
+{
+    static const test_handoff_ops ops = { float_make, float_check, 3 };
+    test_handoff_run(&ops);
 }

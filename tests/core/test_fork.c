@@ -47,6 +47,7 @@
  * the parents and the children of single-threaded ones.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_lock.h"
@@ -170,12 +171,6 @@ child_fail(int code, int line, const char *what)
             child_fail((code), __LINE__, #cond); \
         }                                        \
     } while (0)
-
-static int
-kind_of(PyThreadState *ts)
-{
-    return FT_TS_KIND(atomic_load_explicit(&ft_ts(ts)->state, memory_order_relaxed));
-}
 
 /* Number of states in interp's list; *found says whether `want` is one. */
 static int

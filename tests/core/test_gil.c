@@ -34,6 +34,7 @@
  * main thread stays detached while helpers need the GIL.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_lock.h"
@@ -71,18 +72,6 @@ static ft_tstate *
 gil_holder(void)
 {
     return atomic_load_explicit(&ft_rt.gil.holder, memory_order_relaxed);
-}
-
-static uint32_t
-breaker_of(PyThreadState *ts)
-{
-    return atomic_load_explicit(&ft_ts(ts)->breaker, memory_order_relaxed);
-}
-
-static int
-kind_of(PyThreadState *ts)
-{
-    return FT_TS_KIND(atomic_load_explicit(&ft_ts(ts)->state, memory_order_relaxed));
 }
 
 static inline void

@@ -14,6 +14,7 @@
  * attached, so the main thread detaches (PyEval_SaveThread) around them.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -36,14 +37,6 @@ TestSuite(pep788, .timeout = FT_TIMEOUT(30));
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void
-wait_flag(atomic_int *flag)
-{
-    while (!atomic_load(flag)) {
-        test_sleep_ns(100 * 1000);
-    }
-}
-
 /* The caller must be attached for the whole walk. */
 static bool
 registered(PyInterpreterState *interp, uint64_t id)
@@ -55,38 +48,6 @@ registered(PyInterpreterState *interp, uint64_t id)
     }
     return false;
 }
-
-static int
-count_states(PyInterpreterState *interp)
-{
-    int n = 0;
-    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
-        n++;
-    }
-    return n;
-}
-
-typedef struct child_result {
-    int status;
-    char text[2048];
-} child_result;
-
-static child_result
-run_child(void (*fn)(void))
-{
-    child_result r;
-    r.status = test_run_in_child(fn, r.text, sizeof r.text);
-    return r;
-}
-
-#define ASSERT_FATAL(r, func)                                                       \
-    do {                                                                            \
-        cr_assert(WIFSIGNALED((r).status) && WTERMSIG((r).status) == SIGABRT,       \
-                  "expected a fatal error (SIGABRT); child status %#x, stderr: %s",  \
-                  (r).status, (r).text);                                            \
-        cr_assert(strstr((r).text, "Fatal Python error: " func ": ") != NULL,       \
-                  "the message must name " func "; stderr: %s", (r).text);          \
-    } while (0)
 
 static int64_t
 open_guards(PyInterpreterState *interp)
@@ -140,7 +101,7 @@ Test(gilstate, raw_thread_ensure_after_init, .timeout = FT_TIMEOUT(10))
     cr_assert_eq(atomic_load(&h82.after_attached), 0);
     cr_assert_eq(atomic_load(&h82.after_check), 0);
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -159,7 +120,7 @@ Test(gilstate, ensure_while_attached_is_locked, .timeout = FT_TIMEOUT(10))
     PyGILState_Release(g2);
     PyGILState_Release(g);
     cr_assert_eq(PyThreadState_GetUnchecked(), ts, "Release of LOCKED leaves it attached");
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 1);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -178,7 +139,7 @@ Test(gilstate, ensure_reuses_main_thread_state, .timeout = FT_TIMEOUT(10))
     cr_assert_null(PyThreadState_GetUnchecked());
     cr_assert_eq(PyGILState_GetThisThreadState(), ts, "not deleted: Ensure did not create it");
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 1);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -228,7 +189,7 @@ Test(gilstate, nested_ensure_on_foreign_thread, .timeout = FT_TIMEOUT(10))
     cr_assert_null(atomic_load(&nest.after[0]), "the outermost Release detaches");
     cr_assert_null(atomic_load(&nest.this_after), "and deletes the state Ensure created");
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 1);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -253,7 +214,7 @@ deleted_thread(void *arg)
     atomic_store(&del.check_in_block, PyGILState_Check());
     atomic_store(&del.unchecked_in_block_null, PyThreadState_GetUnchecked() == NULL);
     atomic_store(&del.ensured, 1);
-    wait_flag(&del.go);
+    test_wait_flag(&del.go, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     PyGILState_Release(g);
     atomic_store(&del.this_after, PyGILState_GetThisThreadState());
@@ -272,7 +233,7 @@ Test(gilstate, last_release_deletes_gilstate_state, .timeout = FT_TIMEOUT(10))
     PyEval_RestoreThread(save);   /* GIL build: possible only if the block detached */
     uint64_t id = atomic_load(&del.id);
     cr_assert(registered(interp, id), "the ensured state is registered while in use");
-    cr_assert_eq(count_states(interp), 2);
+    cr_assert_eq(test_count_states(interp), 2);
     cr_assert_eq(atomic_load(&del.check_in_block), 0, "detached inside ALLOW_THREADS");
     cr_assert_eq(atomic_load(&del.unchecked_in_block_null), 1);
     save = PyEval_SaveThread();
@@ -281,7 +242,7 @@ Test(gilstate, last_release_deletes_gilstate_state, .timeout = FT_TIMEOUT(10))
     test_join_thread(t);
     PyEval_RestoreThread(save);
     cr_assert_not(registered(interp, id), "the GILState-created state is still registered");
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_not_null(atomic_load(&del.this_before));
     cr_assert_null(atomic_load(&del.this_after));
     cr_assert_eq(Py_FinalizeEx(), 0);
@@ -337,7 +298,7 @@ Test(gilstate, user_state_is_reused_and_kept, .timeout = FT_TIMEOUT(10))
     cr_assert_eq(atomic_load(&usr.this_after), user, "Release does not delete a user state");
     cr_assert_null(atomic_load(&usr.this_after_delete));
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(usr.interp), 1);
+    cr_assert_eq(test_count_states(usr.interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -383,7 +344,7 @@ allow_thread(void *arg)
     atomic_store(&allow.in_check, PyGILState_Check());
     atomic_store(&allow.in_this, PyGILState_GetThisThreadState());
     atomic_store(&allow.in_block, 1);
-    wait_flag(&allow.go);
+    test_wait_flag(&allow.go, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     atomic_store(&allow.after, PyThreadState_GetUnchecked());
     PyGILState_Release(g);
@@ -431,7 +392,7 @@ remote_delete_owner(void *arg)
     PyThreadState_Swap(NULL);
     atomic_store(&rdel.this_before, PyGILState_GetThisThreadState());
     atomic_store(&rdel.bound, 1);
-    wait_flag(&rdel.go);
+    test_wait_flag(&rdel.go, 4 * POLL_MS);
     atomic_store(&rdel.this_after, PyGILState_GetThisThreadState());
     PyGILState_STATE g = PyGILState_Ensure();   /* must create a new state */
     PyThreadState *now = PyThreadState_Get();
@@ -454,7 +415,7 @@ Test(gilstate, state_deleted_by_another_thread_is_forgotten, .timeout = FT_TIMEO
     PyEval_RestoreThread(save);
     PyThreadState_Clear(ts);
     PyThreadState_Delete(ts);
-    cr_assert_eq(count_states(rdel.interp), 1);
+    cr_assert_eq(test_count_states(rdel.interp), 1);
     save = PyEval_SaveThread();
     atomic_store(&rdel.go, 1);
     test_join_thread(t);
@@ -463,7 +424,7 @@ Test(gilstate, state_deleted_by_another_thread_is_forgotten, .timeout = FT_TIMEO
                    "GetThisThreadState returned a state deleted by another thread");
     cr_assert_eq(atomic_load(&rdel.ensure_ok), 1);
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(rdel.interp), 1);
+    cr_assert_eq(test_count_states(rdel.interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -486,7 +447,7 @@ zombie_owner(void *arg)
     PyEval_RestoreThread(ts);
     PyEval_SaveThread();
     atomic_store(&zr.bound, 1);
-    wait_flag(&zr.go);   /* meanwhile: finalize, re-initialize */
+    test_wait_flag(&zr.go, 4 * POLL_MS);   /* meanwhile: finalize, re-initialize */
     PyGILState_STATE g = PyGILState_Ensure();
     atomic_store(&zr.gil_ts, PyThreadState_Get());
     atomic_store(&zr.gil_ok, g == PyGILState_UNLOCKED && PyGILState_Check() == 1);
@@ -511,12 +472,12 @@ Test(gilstate, shut_down_state_not_reused_after_reinit, .timeout = FT_TIMEOUT(10
     pthread_t t = test_start_thread(zombie_owner, NULL);
     cr_assert(TEST_POLL_UNTIL(atomic_load(&zr.bound), POLL_MS));
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(zr.interp), 2);
+    cr_assert_eq(test_count_states(zr.interp), 2);
     cr_assert_eq(Py_FinalizeEx(), 0);
     Py_Initialize();
     PyInterpreterState *interp = PyInterpreterState_Main();
     zr.guard = PyInterpreterGuard_FromCurrent();
-    cr_assert_eq(count_states(interp), 1, "the zombie is still registered");
+    cr_assert_eq(test_count_states(interp), 1, "the zombie is still registered");
     save = PyEval_SaveThread();
     atomic_store(&zr.go, 1);
     cr_assert(TEST_POLL_UNTIL(atomic_load(&zr.done), POLL_MS),
@@ -529,7 +490,7 @@ Test(gilstate, shut_down_state_not_reused_after_reinit, .timeout = FT_TIMEOUT(10
     cr_assert_neq(atomic_load(&zr.pep_ts), user);
     cr_assert_null(atomic_load(&zr.this_after));
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     PyInterpreterGuard_Close(zr.guard);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
@@ -590,7 +551,7 @@ Test(gilstate, concurrent_ensure_release, .timeout = FT_TIMEOUT(30))
     }
     cr_assert_eq(atomic_load(&stress.bad), 0, "step %d failed", atomic_load(&stress.bad));
     PyEval_RestoreThread(save);
-    cr_assert_eq(count_states(interp), 1, "states left behind");
+    cr_assert_eq(test_count_states(interp), 1, "states left behind");
     cr_assert_eq(open_guards(interp), 0);
     PyInterpreterView_Close(stress.view);
     cr_assert_eq(Py_FinalizeEx(), 0);
@@ -608,8 +569,7 @@ release_detached(void)
 
 Test(gilstate, release_without_ensure_no_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(release_detached);
-    ASSERT_FATAL(r, "PyGILState_Release");
+    test_expect_fatal(release_detached, "Fatal Python error: PyGILState_Release: ");
 }
 
 static void
@@ -623,8 +583,7 @@ release_user_state(void)
 
 Test(gilstate, release_without_ensure_user_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(release_user_state);
-    ASSERT_FATAL(r, "PyGILState_Release");
+    test_expect_fatal(release_user_state, "Fatal Python error: PyGILState_Release: ");
 }
 
 static void
@@ -636,8 +595,7 @@ release_main_state(void)
 
 Test(gilstate, release_without_ensure_main_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(release_main_state);
-    ASSERT_FATAL(r, "PyGILState_Release");
+    test_expect_fatal(release_main_state, "Fatal Python error: PyGILState_Release: ");
 }
 
 static void *
@@ -662,8 +620,7 @@ extra_release(void)
 
 Test(gilstate, extra_release_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(extra_release);
-    ASSERT_FATAL(r, "PyGILState_Release");
+    test_expect_fatal(extra_release, "Fatal Python error: PyGILState_Release: ");
 }
 
 static void
@@ -680,8 +637,7 @@ extra_release_nested(void)
 
 Test(gilstate, extra_release_of_reused_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(extra_release_nested);
-    ASSERT_FATAL(r, "PyGILState_Release");
+    test_expect_fatal(extra_release_nested, "Fatal Python error: PyGILState_Release: ");
 }
 
 static void
@@ -694,8 +650,7 @@ release_bad_value(void)
 
 Test(gilstate, release_invalid_value_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(release_bad_value);
-    ASSERT_FATAL(r, "PyGILState_Release");
+    test_expect_fatal(release_bad_value, "Fatal Python error: PyGILState_Release: ");
 }
 
 static void *
@@ -720,8 +675,7 @@ ensure_oom(void)
 
 Test(gilstate, ensure_out_of_memory_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(ensure_oom);
-    ASSERT_FATAL(r, "PyGILState_Ensure");
+    test_expect_fatal(ensure_oom, "Fatal Python error: PyGILState_Ensure: ");
 }
 
 /* ==== PEP 788 ==================================================================== */
@@ -818,7 +772,7 @@ run_fresh_ensure(bool use_view)
     cr_assert_null(atomic_load(&fr.this_after), "the thread still has a state");
     cr_assert_not(registered(fr.interp, atomic_load(&fr.id)),
                   "the state Ensure created was not deleted");
-    cr_assert_eq(count_states(fr.interp), 1);
+    cr_assert_eq(test_count_states(fr.interp), 1);
     cr_assert_eq(open_guards(fr.interp), 1, "EnsureFromView's implicit guard was not released");
     PyInterpreterGuard_Close(fr.guard);
     cr_assert_eq(open_guards(fr.interp), 0);
@@ -863,7 +817,7 @@ Test(pep788, ensure_reuses_attached_state, .timeout = FT_TIMEOUT(10))
     PyThreadState_Release(t1);
     cr_assert_eq(PyThreadState_GetUnchecked(), ts, "the state that was attached stays attached");
     cr_assert(registered(interp, PyThreadState_GetID(ts)));
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     PyInterpreterGuard_Close(g);
     PyInterpreterView_Close(v);
     cr_assert_eq(open_guards(interp), 0);
@@ -925,7 +879,7 @@ Test(pep788, nested_ensure_on_foreign_thread, .timeout = FT_TIMEOUT(10))
     cr_assert_eq(atomic_load(&pn.after[1]), ts);
     cr_assert_null(atomic_load(&pn.after[0]));
     cr_assert_null(atomic_load(&pn.this_after));
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(open_guards(interp), 1);
     PyInterpreterGuard_Close(pn.guard);
     PyInterpreterView_Close(pn.view);
@@ -977,7 +931,7 @@ Test(pep788, ensure_reuses_detached_user_state, .timeout = FT_TIMEOUT(10))
     cr_assert_eq(atomic_load(&pu.ensured), user);
     cr_assert_null(atomic_load(&pu.after));
     cr_assert_eq(atomic_load(&pu.this_after), user, "Release deleted a user-created state");
-    cr_assert_eq(count_states(pu.interp), 1);
+    cr_assert_eq(test_count_states(pu.interp), 1);
     PyInterpreterGuard_Close(pu.guard);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
@@ -1019,8 +973,8 @@ Test(pep788, release_restores_previous_state, .timeout = FT_TIMEOUT(10))
     PyThreadState_Release(tok);
     cr_assert_eq(PyThreadState_GetUnchecked(), main_ts, "Release re-attaches the previous state");
     cr_assert_eq(main_ts->interp, main_interp);
-    cr_assert_eq(count_states(&second_interp), 1, "only `other` is left in the second one");
-    cr_assert_eq(count_states(main_interp), 1);
+    cr_assert_eq(test_count_states(&second_interp), 1, "only `other` is left in the second one");
+    cr_assert_eq(test_count_states(main_interp), 1);
 
     /* the other way round: a guard on the main interpreter, ensured with a
      * state of the second one attached.  The thread's last state is
@@ -1035,10 +989,10 @@ Test(pep788, release_restores_previous_state, .timeout = FT_TIMEOUT(10))
     cr_assert_not_null(ensured);
     cr_assert_eq(ensured->interp, main_interp);
     cr_assert_neq(ensured, other);
-    cr_assert_eq(count_states(main_interp), 2);
+    cr_assert_eq(test_count_states(main_interp), 2);
     PyThreadState_Release(tok);
     cr_assert_eq(PyThreadState_GetUnchecked(), other, "Release re-attaches the previous state");
-    cr_assert_eq(count_states(main_interp), 1, "the state Ensure made was not deleted");
+    cr_assert_eq(test_count_states(main_interp), 1, "the state Ensure made was not deleted");
     cr_assert_eq(PyThreadState_Swap(main_ts), other);
 
     PyInterpreterGuard_Close(mg);
@@ -1046,7 +1000,7 @@ Test(pep788, release_restores_previous_state, .timeout = FT_TIMEOUT(10))
     cr_assert_eq(open_guards(&second_interp), 0);
     PyThreadState_Clear(other);
     PyThreadState_Delete(other);
-    cr_assert_eq(count_states(&second_interp), 0);
+    cr_assert_eq(test_count_states(&second_interp), 0);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1114,7 +1068,7 @@ Test(pep788, views_across_reinitialization, .timeout = FT_TIMEOUT(10))
     cr_assert_not_null(tok, "a view of the current interpreter works");
     PyThreadState_Release(tok);
     cr_assert_eq(open_guards(interp), 0);
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
     /* views outlive interpreters and the runtime */
     PyInterpreterView_Close(cur);
@@ -1140,7 +1094,7 @@ guarded_finalizer(void *arg)
     gd.view = PyInterpreterView_FromMain();
     PyThreadState *save = PyEval_SaveThread();
     atomic_store(&gd.ready, 1);
-    wait_flag(&gd.go);
+    test_wait_flag(&gd.go, 4 * POLL_MS);
     PyEval_RestoreThread(save);
     atomic_store(&gd.fin_rc, Py_FinalizeEx());
     atomic_store(&gd.fin_done, 1);
@@ -1221,7 +1175,7 @@ implicit_finalizer(void *arg)
     iv.view = PyInterpreterView_FromCurrent();
     PyThreadState *save = PyEval_SaveThread();
     atomic_store(&iv.f_ready, 1);
-    wait_flag(&iv.go_finalize);
+    test_wait_flag(&iv.go_finalize, 4 * POLL_MS);
     PyEval_RestoreThread(save);
     atomic_store(&iv.fin_rc, Py_FinalizeEx());
     atomic_store(&iv.fin_done, 1);
@@ -1241,7 +1195,7 @@ implicit_holder(void *arg)
     atomic_store(&iv.ensured, 1);
     Py_BEGIN_ALLOW_THREADS
     atomic_store(&iv.in_block, 1);
-    wait_flag(&iv.go_release);
+    test_wait_flag(&iv.go_release, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     atomic_store(&iv.reattached_ok, PyThreadState_GetUnchecked() == ts);
     PyThreadState_Release(tok);
@@ -1358,7 +1312,7 @@ Test(pep788, out_of_memory_ensure, .timeout = FT_TIMEOUT(10))
     cr_assert_null(atomic_load(&oom.this_state));
     cr_assert_eq(atomic_load(&oom.retry_ok), 1);
     cr_assert_eq(open_guards(interp), 1, "a failed EnsureFromView kept its implicit guard");
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     PyInterpreterGuard_Close(oom.guard);
     PyInterpreterView_Close(oom.view);
     cr_assert_eq(Py_FinalizeEx(), 0);
@@ -1376,8 +1330,8 @@ guard_from_current_detached(void)
 
 Test(pep788, guard_from_current_without_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(guard_from_current_detached);
-    ASSERT_FATAL(r, "PyInterpreterGuard_FromCurrent");
+    test_expect_fatal(guard_from_current_detached,
+                      "Fatal Python error: PyInterpreterGuard_FromCurrent: ");
 }
 
 static void
@@ -1390,8 +1344,8 @@ view_from_current_detached(void)
 
 Test(pep788, view_from_current_without_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(view_from_current_detached);
-    ASSERT_FATAL(r, "PyInterpreterView_FromCurrent");
+    test_expect_fatal(view_from_current_detached,
+                      "Fatal Python error: PyInterpreterView_FromCurrent: ");
 }
 
 static void
@@ -1406,8 +1360,7 @@ release_twice(void)
 
 Test(pep788, more_releases_than_ensures_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(release_twice);
-    ASSERT_FATAL(r, "PyThreadState_Release");
+    test_expect_fatal(release_twice, "Fatal Python error: PyThreadState_Release: ");
 }
 
 static void
@@ -1419,6 +1372,5 @@ ensure_null_guard(void)
 
 Test(pep788, ensure_with_null_guard_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(ensure_null_guard);
-    ASSERT_FATAL(r, "PyThreadState_Ensure");
+    test_expect_fatal(ensure_null_guard, "Fatal Python error: PyThreadState_Ensure: ");
 }

@@ -23,6 +23,7 @@
  * (test_run_in_child) and the message must name the function.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -101,49 +102,6 @@ hung_in_pause(atomic_int *tid)
     return t != 0 && blocked_syscall(t) == PAUSE_NR;
 }
 
-/* Helpers wait for the main thread's go-ahead by polling (bounded by the
- * test's timeout). */
-static void
-wait_flag(atomic_int *flag)
-{
-    while (!atomic_load(flag)) {
-        test_sleep_ns(100 * 1000);
-    }
-}
-
-static int
-count_states(PyInterpreterState *interp)
-{
-    int n = 0;
-    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
-        n++;
-    }
-    return n;
-}
-
-typedef struct child_result {
-    int status;
-    char text[2048];
-} child_result;
-
-static child_result
-run_child(void (*fn)(void))
-{
-    child_result r;
-    r.status = test_run_in_child(fn, r.text, sizeof r.text);
-    return r;
-}
-
-/* The child died of SIGABRT and said "Fatal Python error: <func>: ...". */
-#define ASSERT_FATAL(r, func)                                                       \
-    do {                                                                            \
-        cr_assert(WIFSIGNALED((r).status) && WTERMSIG((r).status) == SIGABRT,       \
-                  "expected a fatal error (SIGABRT); child status %#x, stderr: %s",  \
-                  (r).status, (r).text);                                            \
-        cr_assert(strstr((r).text, "Fatal Python error: " func ": ") != NULL,       \
-                  "the message must name " func "; stderr: %s", (r).text);          \
-    } while (0)
-
 /* Bytes the allocator has handed out and not got back. */
 static long long
 heap_in_use(void)
@@ -201,7 +159,7 @@ Test(lifecycle, initialize_then_finalize, .timeout = FT_TIMEOUT(10))
     PyErr_Clear();
     cr_assert_eq(PyGILState_Check(), 1);
     cr_assert_eq(PyGILState_GetThisThreadState(), ts);
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(PyErr_CheckSignals(), 0);
     cr_assert_eq(Py_MakePendingCalls(), 0);
 
@@ -235,7 +193,7 @@ Test(lifecycle, initialize_twice_is_noop, .timeout = FT_TIMEOUT(10))
     Py_InitializeEx(1);
     cr_assert_eq(PyThreadState_GetUnchecked(), ts);
     cr_assert_eq(PyInterpreterState_Main(), interp);
-    cr_assert_eq(count_states(interp), 1, "no second thread state");
+    cr_assert_eq(test_count_states(interp), 1, "no second thread state");
     cr_assert_eq(Py_FinalizeEx(), 0);
     cr_assert_eq(Py_IsInitialized(), 0);
 }
@@ -270,7 +228,7 @@ Test(lifecycle, initialize_on_other_thread_while_initialized_is_noop, .timeout =
     cr_assert_eq(atomic_load(&second_init.saw_initialized), 1);
     PyEval_RestoreThread(save);
     cr_assert_eq(PyInterpreterState_Main(), interp);
-    cr_assert_eq(count_states(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -417,7 +375,7 @@ Test(lifecycle, from_config_when_initialized_is_noop, .timeout = FT_TIMEOUT(10))
     PyStatus st = Py_InitializeFromConfig(&config);
     cr_assert_eq(PyStatus_Exception(st), 0);
     cr_assert_eq(PyThreadState_GetUnchecked(), ts);
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 1);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -508,30 +466,29 @@ exit_status_ok(void)
 
 Test(lifecycle, exit_status_exception_exits_with_code, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(exit_status_7);
-    cr_assert(WIFEXITED(r.status), "child status %#x, stderr: %s", r.status, r.text);
-    cr_assert_eq(WEXITSTATUS(r.status), 7);
+    char err[2048];
+    int st = test_run_in_child(exit_status_7, err, sizeof err);
+    cr_assert(WIFEXITED(st), "child status %#x, stderr: %s", st, err);
+    cr_assert_eq(WEXITSTATUS(st), 7);
 }
 
 Test(lifecycle, exit_status_exception_error_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(exit_status_error);
-    cr_assert(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT,
-              "child status %#x, stderr: %s", r.status, r.text);
-    cr_assert(strstr(r.text, "Fatal Python error: ") != NULL, "stderr: %s", r.text);
-    cr_assert(strstr(r.text, "the frobnicator failed") != NULL, "stderr: %s", r.text);
+    char err[2048];
+    int st = test_run_in_child(exit_status_error, err, sizeof err);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "child status %#x, stderr: %s", st, err);
+    cr_assert(strstr(err, "Fatal Python error: ") != NULL, "stderr: %s", err);
+    cr_assert(strstr(err, "the frobnicator failed") != NULL, "stderr: %s", err);
 }
 
 Test(lifecycle, exit_status_exception_names_failing_function, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(exit_status_from_config);
-    ASSERT_FATAL(r, "Py_InitializeFromConfig");
+    test_expect_fatal(exit_status_from_config, "Fatal Python error: Py_InitializeFromConfig: ");
 }
 
 Test(lifecycle, exit_status_exception_on_ok_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(exit_status_ok);
-    ASSERT_FATAL(r, "Py_ExitStatusException");
+    test_expect_fatal(exit_status_ok, "Fatal Python error: Py_ExitStatusException: ");
 }
 
 /* ---- H79: repeated initialization ------------------------------------------------ */
@@ -554,9 +511,9 @@ init_finalize_cycles(int n, uint64_t *last_id)
         if (PyInterpreterState_GetID(PyInterpreterState_Main()) != 0) {
             cr_assert_fail("cycle %d: the main interpreter's id is not 0", i);
         }
-        if (i % 97 == 0 && count_states(PyInterpreterState_Main()) != 1) {
+        if (i % 97 == 0 && test_count_states(PyInterpreterState_Main()) != 1) {
             cr_assert_fail("cycle %d: %d thread states registered", i,
-                           count_states(PyInterpreterState_Main()));
+                           test_count_states(PyInterpreterState_Main()));
         }
         if (Py_FinalizeEx() != 0 || Py_IsInitialized() != 0 || PyThreadState_GetUnchecked()) {
             cr_assert_fail("cycle %d: Py_FinalizeEx", i);
@@ -639,9 +596,9 @@ busy_cycles(int n)
         if (atomic_load(&busy.bad)) {
             cr_assert_fail("cycle %d: foreign thread step %d failed", i, atomic_load(&busy.bad));
         }
-        if (count_states(busy.interp) != 1) {
+        if (test_count_states(busy.interp) != 1) {
             cr_assert_fail("cycle %d: %d states left after the foreign thread finished", i,
-                           count_states(busy.interp));
+                           test_count_states(busy.interp));
         }
         if (Py_FinalizeEx() != 0) {
             cr_assert_fail("cycle %d: Py_FinalizeEx", i);
@@ -671,11 +628,11 @@ Test(lifecycle, delete_state_after_finalization, .timeout = FT_TIMEOUT(10))
     Py_Initialize();
     PyThreadState *orphan = PyThreadState_New(PyInterpreterState_Main());
     cr_assert_not_null(orphan);
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 2);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 2);
     cr_assert_eq(Py_FinalizeEx(), 0);
     PyThreadState_Delete(orphan);
     Py_Initialize();
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 1,
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1,
                  "a state of the previous cycle is still registered");
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
@@ -731,7 +688,7 @@ Test(lifecycle, init_and_finalize_on_non_main_thread, .timeout = FT_TIMEOUT(10))
     /* and the process's main thread can take over afterwards */
     Py_Initialize();
     cr_assert_not_null(PyThreadState_GetUnchecked());
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 1);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1204,7 +1161,7 @@ late_attacher(void *arg)
         PyGILState_STATE g = PyGILState_Ensure();
         Py_BEGIN_ALLOW_THREADS
         atomic_store(&late.ready, 1);
-        wait_flag(&late.go);
+        test_wait_flag(&late.go, 4 * POLL_MS);
         atomic_store(&late.tid, my_tid());
         Py_END_ALLOW_THREADS
         atomic_store(&late.escaped, 1);
@@ -1215,7 +1172,7 @@ late_attacher(void *arg)
         PyGILState_STATE g = PyGILState_Ensure();
         PyGILState_Release(g);
         atomic_store(&late.ready, 1);
-        wait_flag(&late.go);
+        test_wait_flag(&late.go, 4 * POLL_MS);
         atomic_store(&late.tid, my_tid());
         g = PyGILState_Ensure();
         atomic_store(&late.escaped, 1);
@@ -1228,7 +1185,7 @@ late_attacher(void *arg)
     PyEval_RestoreThread(ts);   /* attached once on this thread */
     PyEval_SaveThread();
     atomic_store(&late.ready, 1);
-    wait_flag(&late.go);
+    test_wait_flag(&late.go, 4 * POLL_MS);
     atomic_store(&late.tid, my_tid());
     switch (late.kind) {
     case LATE_RESTORE_THREAD:
@@ -1336,7 +1293,7 @@ Test(lifecycle, gilstate_ensure_after_finalize_hangs, .timeout = FT_TIMEOUT(20))
     check_fresh_thread_hangs();
     /* the process can still re-initialize and finalize around the hung thread */
     Py_Initialize();
-    cr_assert_eq(count_states(PyInterpreterState_Main()), 1);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1434,11 +1391,22 @@ sp_finalizer(void *arg)
     Py_Initialize();
     PyThreadState *save = PyEval_SaveThread();
     atomic_store(&sp.f_ready, 1);
-    wait_flag(&sp.go_finalize);
+    test_wait_flag(&sp.go_finalize, 4 * POLL_MS);
     PyEval_RestoreThread(save);
     atomic_store(&sp.fin_rc, Py_FinalizeEx());
     atomic_store(&sp.fin_done, 1);
     return NULL;
+}
+
+/* Whether the helper may reach its safe point; notes whether finalization
+ * has begun meanwhile. */
+static bool
+sp_allowed_noting_finalizing(void)
+{
+    if (Py_IsFinalizing()) {
+        atomic_store(&sp.h_saw_finalizing, 1);
+    }
+    return atomic_load(&sp.allow_safe_point);
 }
 
 static void *
@@ -1449,12 +1417,8 @@ sp_attached_helper(void *arg)
     (void)PyGILState_Ensure();
     atomic_store(&sp.h_ts, ft_current());
     atomic_store(&sp.h_attached, 1);
-    while (!atomic_load(&sp.allow_safe_point)) {   /* attached, in C, no safe point */
-        if (Py_IsFinalizing()) {
-            atomic_store(&sp.h_saw_finalizing, 1);
-        }
-        test_sleep_ns(50 * 1000);
-    }
+    /* attached, in C, no safe point, until allowed */
+    TEST_HELPER_WAIT(sp_allowed_noting_finalizing(), 4 * POLL_MS);
     for (;;) {
         PyErr_CheckSignals();
         if (atomic_load(&sp.fin_done)) {
@@ -1590,7 +1554,7 @@ Test(lifecycle, finalize_races_with_attaching_threads, .timeout = FT_TIMEOUT(60)
     for (int round = 0; round < RACE_FIN_ROUNDS; round++) {
         Py_Initialize();
         rf.interp = PyInterpreterState_Main();
-        if (count_states(rf.interp) != 1) {
+        if (test_count_states(rf.interp) != 1) {
             ft_tstate *stale = NULL;
             for (PyThreadState *t = PyInterpreterState_ThreadHead(rf.interp); t;
                  t = PyThreadState_Next(t)) {
@@ -1640,8 +1604,7 @@ finalize_detached(void)
 
 Test(lifecycle, finalize_without_attached_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(finalize_detached);
-    ASSERT_FATAL(r, "Py_FinalizeEx");
+    test_expect_fatal(finalize_detached, "Fatal Python error: Py_FinalizeEx: ");
 }
 
 static void
@@ -1655,8 +1618,7 @@ finalize_with_other_state(void)
 
 Test(lifecycle, finalize_with_another_state_attached_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(finalize_with_other_state);
-    ASSERT_FATAL(r, "Py_FinalizeEx");
+    test_expect_fatal(finalize_with_other_state, "Fatal Python error: Py_FinalizeEx: ");
 }
 
 static void *
@@ -1680,8 +1642,7 @@ finalize_from_other_thread(void)
 
 Test(lifecycle, finalize_from_non_initializing_thread_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(finalize_from_other_thread);
-    ASSERT_FATAL(r, "Py_FinalizeEx");
+    test_expect_fatal(finalize_from_other_thread, "Fatal Python error: Py_FinalizeEx: ");
 }
 
 static void
@@ -1701,8 +1662,7 @@ finalize_recursively(void)
 
 Test(lifecycle, finalize_from_exit_callback_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(finalize_recursively);
-    ASSERT_FATAL(r, "Py_FinalizeEx");
+    test_expect_fatal(finalize_recursively, "Fatal Python error: Py_FinalizeEx: ");
 }
 
 static void
@@ -1715,8 +1675,7 @@ make_pending_detached(void)
 
 Test(lifecycle, make_pending_calls_without_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(make_pending_detached);
-    ASSERT_FATAL(r, "Py_MakePendingCalls");
+    test_expect_fatal(make_pending_detached, "Fatal Python error: Py_MakePendingCalls: ");
 }
 
 static void
@@ -1730,6 +1689,5 @@ unstable_at_exit_detached(void)
 
 Test(lifecycle, unstable_at_exit_without_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    child_result r = run_child(unstable_at_exit_detached);
-    ASSERT_FATAL(r, "PyUnstable_AtExit");
+    test_expect_fatal(unstable_at_exit_detached, "Fatal Python error: PyUnstable_AtExit: ");
 }

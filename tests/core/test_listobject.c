@@ -1487,3 +1487,301 @@ Test(listobject, sort_with_concurrent_readers, .init = setup, .fini = teardown)
         Py_DECREF(u[i]);
     }
 }
+
+/* ---- repr ------------------------------------------------------------------------------ */
+
+static void
+expect_repr(PyObject *o, const char *want)
+{
+    PyObject *r = PyObject_Repr(o);
+    cr_assert_not_null(r, "repr raised");
+    cr_assert_str_eq(PyUnicode_AsUTF8(r), want);
+    Py_DECREF(r);
+}
+
+/* Append o to l and drop the caller's reference. */
+static void
+append_new(PyObject *l, PyObject *o)
+{
+    cr_assert_not_null(o);
+    cr_assert_eq(PyList_Append(l, o), 0);
+    Py_DECREF(o);
+}
+
+Test(listobject, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
+{
+    PyObject *l = PyList_New(0);
+    expect_repr(l, "[]");
+    append_new(l, num(1));
+    expect_repr(l, "[1]");
+    append_new(l, PyUnicode_FromString("a"));
+    append_new(l, PyUnicode_FromString("it's"));
+    PyObject *inner = PyList_New(0);
+    append_new(inner, num(2));
+    append_new(inner, PyList_New(0));
+    append_new(l, inner);
+    append_new(l, PyTuple_Pack(1, Py_None));
+    PyObject *d = PyDict_New();
+    cr_assert_eq(PyDict_SetItemString(d, "k", Py_True), 0);
+    append_new(l, d);
+    append_new(l, PyFloat_FromDouble(2.5));
+    expect_repr(l, "[1, 'a', \"it's\", [2, []], (None,), {'k': True}, 2.5]");
+    /* str falls back to repr */
+    PyObject *s = PyObject_Str(l);
+    cr_assert_str_eq(PyUnicode_AsUTF8(s), "[1, 'a', \"it's\", [2, []], (None,), {'k': True}, 2.5]");
+    Py_DECREF(s);
+    Py_DECREF(l);
+}
+
+Test(listobject, repr_print_to_a_file, .init = setup, .fini = teardown)
+{
+    PyObject *l = PyList_New(0);
+    append_new(l, num(1));
+    append_new(l, PyUnicode_FromString("b"));
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    cr_assert_eq(PyObject_Print(l, f, 0), 0);
+    cr_assert_eq(PyObject_Print(l, f, Py_PRINT_RAW), 0);   /* str(): the same */
+    char buf[64] = { 0 };
+    rewind(f);
+    cr_assert_eq(fread(buf, 1, sizeof buf - 1, f), strlen("[1, 'b'][1, 'b']"));
+    cr_assert_str_eq(buf, "[1, 'b'][1, 'b']");
+    fclose(f);
+    Py_DECREF(l);
+}
+
+Test(listobject, repr_of_a_list_inside_itself_is_elided, .init = setup, .fini = teardown)
+{
+    PyObject *l = PyList_New(0);
+    append_new(l, num(1));
+    cr_assert_eq(PyList_Append(l, l), 0);
+    expect_repr(l, "[1, [...]]");
+    expect_repr(l, "[1, [...]]");   /* the guard was left: the same again */
+    PyObject *outer = PyList_New(0);
+    cr_assert_eq(PyList_Append(outer, l), 0);
+    cr_assert_eq(PyList_Append(outer, l), 0);
+    expect_repr(outer, "[[1, [...]], [1, [...]]]");   /* siblings are not recursion */
+    cr_assert_eq(Py_ReprEnter(l), 0, "no guard left behind");
+    Py_ReprLeave(l);
+    cr_assert_eq(PyList_Clear(l), 0);   /* break the cycle: no cycle GC yet */
+    Py_DECREF(outer);
+    Py_DECREF(l);
+}
+
+/* An item whose repr raises ValueError, or, while repr_clears is set,
+ * clears that list (dropping every item, itself included) and returns
+ * "<cleared>". */
+static PyObject *repr_clears;
+
+static PyObject *
+reprer_repr(PyObject *self)
+{
+    (void)self;
+    if (repr_clears == NULL) {
+        PyErr_SetString(PyExc_ValueError, "no repr for you");
+        return NULL;
+    }
+    if (PyList_Clear(repr_clears) < 0) {
+        return NULL;
+    }
+    return PyUnicode_FromString("<cleared>");
+}
+
+static PyObject *
+reprer_new(void)
+{
+    PyType_Slot slots[] = { { Py_tp_repr, fn_ptr((void (*)(void))reprer_repr) }, { 0, NULL } };
+    PyType_Spec spec = { "test.reprer", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots };
+    PyTypeObject *type = (PyTypeObject *)PyType_FromSpec(&spec);
+    cr_assert_not_null(type);
+    repr_clears = NULL;
+    return PyType_GenericNew(type, NULL, NULL);
+}
+
+Test(listobject, repr_error_from_an_item_propagates, .init = setup, .fini = teardown)
+{
+    PyObject *l = PyList_New(0);
+    append_new(l, num(1));
+    append_new(l, reprer_new());
+    append_new(l, num(3));
+    cr_assert_null(PyObject_Repr(l));
+    expect_exc(PyExc_ValueError, "no repr for you");
+    PyObject *outer = PyList_New(0);
+    cr_assert_eq(PyList_Append(outer, l), 0);
+    cr_assert_null(PyObject_Repr(outer), "from a nested list too");
+    expect_exc(PyExc_ValueError, "no repr for you");
+    cr_assert_eq(Py_ReprEnter(outer), 0, "both guards were left");
+    cr_assert_eq(Py_ReprEnter(l), 0);
+    Py_ReprLeave(l);
+    Py_ReprLeave(outer);
+    cr_assert_eq(PyList_SetItem(l, 1, num(2)), 0);
+    expect_repr(outer, "[[1, 2, 3]]");
+    Py_DECREF(outer);
+    Py_DECREF(l);
+}
+
+Test(listobject, repr_survives_an_item_that_empties_the_list, .init = setup, .fini = teardown)
+{
+    /* The list holds the only reference to the clearing item and to the
+     * ints after it: the clear frees them while the repr runs (ASan would
+     * see a borrowed item used after that). */
+    PyObject *l = PyList_New(0);
+    append_new(l, reprer_new());
+    append_new(l, num(1002));
+    append_new(l, num(1003));
+    repr_clears = l;
+    expect_repr(l, "[<cleared>]");
+    repr_clears = NULL;
+    cr_assert_eq(PyList_Size(l), 0);
+    expect_repr(l, "[]");
+    Py_DECREF(l);
+}
+
+Test(listobject, repr_out_of_memory_is_a_memory_error, .init = setup, .fini = teardown)
+{
+    /* A list holding a list, a tuple and a dict: the loop below reaches
+     * every allocation of all three reprs (the tuple's and the dict's are
+     * not tested again in their own files). */
+    PyObject *l = PyList_New(0);
+    append_new(l, num(1001));
+    append_new(l, PyUnicode_FromString("x"));
+    PyObject *inner = PyList_New(0);
+    append_new(inner, num(2002));
+    append_new(l, inner);
+    PyObject *t = PyTuple_Pack(1, inner);
+    append_new(l, t);
+    PyObject *d = PyDict_New();
+    PyObject *v = num(4004);
+    cr_assert_eq(PyDict_SetItemString(d, "k", v), 0);
+    Py_DECREF(v);
+    append_new(l, d);
+    PyObject *containers[] = { l, inner, t, d };
+    /* Fail the 1st, 2nd, ... allocation until the repr succeeds: every
+     * failure is a clean MemoryError with no guard left behind. */
+    int failures = 0;
+    for (long nth = 1; nth < 400; nth++) {
+        ft_alloc_fail_after(nth);
+        PyObject *r = PyObject_Repr(l);
+        ft_alloc_fail_after(0);
+        if (r != NULL) {
+            cr_assert_str_eq(PyUnicode_AsUTF8(r), "[1001, 'x', [2002], ([2002],), {'k': 4004}]");
+            Py_DECREF(r);
+            break;
+        }
+        expect_exc(PyExc_MemoryError, NULL);
+        failures++;
+        for (int i = 0; i < 4; i++) {
+            cr_assert_eq(Py_ReprEnter(containers[i]), 0, "container %d still guarded", i);
+            Py_ReprLeave(containers[i]);
+        }
+    }
+    cr_assert_geq(failures, 10, "guards, buffers, the items' strs and the results");
+    cr_assert_eq(PyList_Size(l), 5);
+    cr_assert_eq(PyDict_Size(d), 1);
+    Py_DECREF(l);
+}
+
+/* One thread reprs a shared list while another empties it and appends
+ * 1000..1000+REPR_N-1 again, one at a time.  Whatever the interleaving,
+ * the item at index i is always 1000 + i, and the repr reads index after
+ * index until one is out of range, so every result must be a prefix of
+ * the full list cut at an item boundary ("[]" included). */
+enum { REPR_N = 16, REPR_ROUNDS = 1000 };
+static atomic_long repr_full, repr_empty, repr_partial;
+static atomic_bool repr_reader_done;
+static atomic_long repr_refills;
+static char repr_expected[REPR_N * 6 + 4];   /* "[1000, 1001, ...]" */
+
+static void
+repr_refiller(long id)
+{
+    (void)id;
+    PyObject *l = atomic_load(&S.list);
+    wait_go();
+    int64_t deadline = test_now_ns() + 60000000000LL * FT_TIMEOUT_SCALE;
+    while (!atomic_load(&repr_reader_done) && test_now_ns() < deadline) {
+        if (PyList_Clear(l) < 0) {
+            atomic_fetch_add(&S.errors, 1);
+        }
+        for (long i = 0; i < REPR_N; i++) {
+            PyObject *o = PyLong_FromLong(1000 + i);
+            if (PyList_Append(l, o) < 0) {
+                atomic_fetch_add(&S.errors, 1);
+            }
+            Py_DECREF(o);
+            if (i % 4 == 0) {
+                breathe();   /* GIL build: a reader may see this partial state */
+            }
+        }
+        atomic_fetch_add(&repr_refills, 1);
+        breathe();
+    }
+}
+
+static void
+repr_reader(long id)
+{
+    (void)id;
+    PyObject *l = atomic_load(&S.list);
+    const char *full = repr_expected;
+    size_t full_len = strlen(full);
+    wait_go();
+    /* At least REPR_ROUNDS, and on until the refiller has run a few times
+     * (the GIL build hands the GIL over only every few milliseconds). */
+    int64_t deadline = test_now_ns() + 30000000000LL * FT_TIMEOUT_SCALE;
+    for (long round = 0; round < REPR_ROUNDS ||
+                         (atomic_load(&repr_refills) < 20 && test_now_ns() < deadline);
+         round++) {
+        PyObject *r = PyObject_Repr(l);
+        Py_ssize_t n = 0;
+        const char *u = r != NULL ? PyUnicode_AsUTF8AndSize(r, &n) : NULL;
+        size_t len = (size_t)n;
+        if (u != NULL && strcmp(u, "[]") == 0) {
+            atomic_fetch_add(&repr_empty, 1);
+        }
+        else if (u != NULL && len == full_len && strcmp(u, full) == 0) {
+            atomic_fetch_add(&repr_full, 1);
+        }
+        else if (u != NULL && len > 2 && len < full_len && u[len - 1] == ']' &&
+                 memcmp(u, full, len - 1) == 0 && full[len - 1] == ',') {
+            atomic_fetch_add(&repr_partial, 1);
+        }
+        else {
+            atomic_fetch_add(&S.errors, 1);
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+        atomic_fetch_add(&S.reads, 1);
+        breathe();
+    }
+    atomic_store(&repr_reader_done, true);
+}
+
+Test(listobject, repr_while_another_thread_clears_and_refills, .init = setup, .fini = teardown)
+{
+    reset_shared();
+    atomic_store(&repr_full, 0);
+    atomic_store(&repr_empty, 0);
+    atomic_store(&repr_partial, 0);
+    atomic_store(&repr_reader_done, false);
+    atomic_store(&repr_refills, 0);
+    PyObject *l = PyList_New(0);
+    for (long i = 0; i < REPR_N; i++) {
+        append_new(l, num(1000 + i));
+    }
+    PyObject *r = PyObject_Repr(l);
+    snprintf(repr_expected, sizeof repr_expected, "%s", PyUnicode_AsUTF8(r));
+    Py_DECREF(r);
+    cr_assert_eq(strncmp(repr_expected, "[1000, 1001, ", 13), 0);
+    atomic_store(&S.list, l);
+    run_threads(1, repr_refiller, repr_reader, 1);
+    cr_assert_eq(atomic_load(&S.errors), 0, "a repr that is no prefix of the list, or an error");
+    cr_assert_geq(atomic_load(&S.reads), REPR_ROUNDS);
+    cr_assert_geq(atomic_load(&repr_refills), 20, "the refiller ran while the reader did");
+    cr_assert_eq(atomic_load(&repr_full) + atomic_load(&repr_empty) +
+                     atomic_load(&repr_partial), atomic_load(&S.reads));
+    cr_log_info("list repr under clear/refill: %ld full, %ld empty, %ld partial, %ld refills",
+                atomic_load(&repr_full), atomic_load(&repr_empty), atomic_load(&repr_partial),
+                atomic_load(&repr_refills));
+    Py_DECREF(l);
+}

@@ -10,6 +10,7 @@
  * Worker threads only record into atomics; the main thread asserts.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -20,35 +21,8 @@
 #include <math.h>
 #include <sys/mman.h>
 
-TestSuite(longobject, .timeout = FT_TIMEOUT(60));
-
-static void
-setup(void)
-{
-    Py_InitializeEx(0);
-}
-
-static void
-teardown(void)
-{
-    ft_alloc_fail_after(0);
-    if (PyThreadState_GetUnchecked() != NULL) {
-        cr_assert_eq(Py_FinalizeEx(), 0);
-    }
-}
-
-/* The pending exception is of type `type` and mentions needle; clears it. */
-static void
-expect_error(PyObject *type, const char *needle)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    cr_assert_not_null(exc, "no exception set (expected %s)", ((PyTypeObject *)type)->tp_name);
-    const char *msg = PyException_GetMessageUTF8(exc);
-    cr_assert_eq((PyObject *)Py_TYPE(exc), type, "got %s (\"%s\"), expected %s",
-                 Py_TYPE(exc)->tp_name, msg, ((PyTypeObject *)type)->tp_name);
-    cr_assert(strstr(msg, needle) != NULL, "message \"%s\" lacks \"%s\"", msg, needle);
-    Py_DECREF(exc);
-}
+TestSuite(longobject, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(60));
 
 static int64_t
 val(PyObject *o)
@@ -72,7 +46,7 @@ take(PyObject *o)
 
 /* ---- creation -------------------------------------------------------------- */
 
-Test(longobject, from_every_c_type, .init = setup, .fini = teardown)
+Test(longobject, from_every_c_type)
 {
     PyObject *o;
     o = PyLong_FromLong(LONG_MIN);
@@ -99,20 +73,20 @@ Test(longobject, from_every_c_type, .init = setup, .fini = teardown)
     Py_DECREF(o);
 }
 
-Test(longobject, from_unsigned_above_int64_overflows, .init = setup, .fini = teardown)
+Test(longobject, from_unsigned_above_int64_overflows)
 {
     cr_assert_null(PyLong_FromUnsignedLong(ULONG_MAX));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(PyLong_FromUnsignedLongLong((unsigned long long)INT64_MAX + 1));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(PyLong_FromSize_t(SIZE_MAX));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     PyObject *o = PyLong_FromUnsignedLongLong((unsigned long long)INT64_MAX);
     cr_assert_eq(val(o), INT64_MAX);
     Py_DECREF(o);
 }
 
-Test(longobject, from_double, .init = setup, .fini = teardown)
+Test(longobject, from_double)
 {
     PyObject *o = PyLong_FromDouble(3.99);
     cr_assert_eq(val(o), 3, "truncates toward zero");
@@ -127,20 +101,20 @@ Test(longobject, from_double, .init = setup, .fini = teardown)
     cr_assert_eq(val(o), INT64_MIN, "-2**63 is representable");
     Py_DECREF(o);
     cr_assert_null(PyLong_FromDouble(9223372036854775808.0));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(PyLong_FromDouble(-1e30));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(PyLong_FromDouble(INFINITY));
-    expect_error(PyExc_OverflowError, "cannot convert float infinity to integer");
+    test_expect_error(PyExc_OverflowError, "cannot convert float infinity to integer");
     cr_assert_null(PyLong_FromDouble(-INFINITY));
-    expect_error(PyExc_OverflowError, "infinity");
+    test_expect_error(PyExc_OverflowError, "infinity");
     cr_assert_null(PyLong_FromDouble(NAN));
-    expect_error(PyExc_ValueError, "cannot convert float NaN to integer");
+    test_expect_error(PyExc_ValueError, "cannot convert float NaN to integer");
 }
 
 /* ---- small ints -------------------------------------------------------------- */
 
-Test(longobject, small_ints_are_shared_and_immortal, .init = setup, .fini = teardown)
+Test(longobject, small_ints_are_shared_and_immortal)
 {
     for (long v = -5; v <= 256; v++) {
         PyObject *a = PyLong_FromLong(v);
@@ -166,7 +140,7 @@ Test(longobject, small_ints_are_shared_and_immortal, .init = setup, .fini = tear
     Py_DECREF(x);
 }
 
-Test(longobject, small_ints_need_no_memory, .init = setup, .fini = teardown)
+Test(longobject, small_ints_need_no_memory)
 {
     ft_alloc_fail_after(1);
     cr_assert_not_null(PyLong_FromLong(7));
@@ -174,7 +148,7 @@ Test(longobject, small_ints_need_no_memory, .init = setup, .fini = teardown)
     cr_assert_not_null(PyLong_FromLong(256));
     cr_assert_null(PyErr_Occurred());
     cr_assert_null(PyLong_FromLong(1000), "the armed failure hits the first real allocation");
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     ft_alloc_fail_after(0);
 }
 
@@ -206,16 +180,7 @@ hammer_small(void *arg)
     }
 }
 
-static void *
-hammer_thread(void *arg)
-{
-    PyGILState_STATE g = PyGILState_Ensure();
-    hammer_small(arg);
-    PyGILState_Release(g);
-    return NULL;
-}
-
-Test(longobject, small_ints_are_never_written, .init = setup, .fini = teardown)
+Test(longobject, small_ints_are_never_written)
 {
     /* The small ints sit alone in whole pages: make them read-only, so that
      * any write to one of them (a refcount, an owner id) is a SIGSEGV,
@@ -231,10 +196,7 @@ Test(longobject, small_ints_are_never_written, .init = setup, .fini = teardown)
     cr_assert_eq(mprotect(start, size, PROT_READ), 0);
     hammer_bad = 0;
     hammer_small(NULL);
-    PyThreadState *save = PyEval_SaveThread();
-    pthread_t t = test_start_thread(hammer_thread, NULL);
-    test_join_thread(t);
-    PyEval_RestoreThread(save);
+    test_run_on_thread(hammer_small, NULL);
     cr_assert_eq(mprotect(start, size, PROT_READ | PROT_WRITE), 0);
     cr_assert_eq(hammer_bad, 0);
     cr_assert_eq(Py_REFCNT(o), _Py_IMMORTAL_REFCNT);
@@ -273,7 +235,7 @@ static PyTypeObject idx_type = {
 
 static PyObject idx_obj = _PyObject_HEAD_INIT(&idx_type);
 
-Test(longobject, as_long_uses_index, .init = setup, .fini = teardown)
+Test(longobject, as_long_uses_index)
 {
     cr_assert_eq(PyType_Ready(&idx_type), 0);
     index_result = PyLong_FromLong(1234567);
@@ -289,71 +251,71 @@ Test(longobject, as_long_uses_index, .init = setup, .fini = teardown)
     cr_assert_null(PyErr_Occurred());
     /* the functions that want a real int do not call __index__ */
     cr_assert_eq(PyLong_AsSsize_t(&idx_obj), -1);
-    expect_error(PyExc_TypeError, "an integer is required");
+    test_expect_error(PyExc_TypeError, "an integer is required");
     cr_assert_eq(PyLong_AsSize_t(&idx_obj), (size_t)-1);
-    expect_error(PyExc_TypeError, "an integer is required");
+    test_expect_error(PyExc_TypeError, "an integer is required");
     cr_assert_eq(PyLong_AsUnsignedLong(&idx_obj), (unsigned long)-1);
-    expect_error(PyExc_TypeError, "an integer is required");
+    test_expect_error(PyExc_TypeError, "an integer is required");
     cr_assert_eq(PyLong_AsUnsignedLongLong(&idx_obj), (unsigned long long)-1);
-    expect_error(PyExc_TypeError, "an integer is required");
+    test_expect_error(PyExc_TypeError, "an integer is required");
     cr_assert_eq(PyLong_AsDouble(&idx_obj), -1.0);
-    expect_error(PyExc_TypeError, "an integer is required");
+    test_expect_error(PyExc_TypeError, "an integer is required");
     Py_DECREF(index_result);
 
     /* __index__ returning a non-int, or failing */
     index_result = PyFloat_FromDouble(1.5);
     cr_assert_eq(PyLong_AsLong(&idx_obj), -1);
-    expect_error(PyExc_TypeError, "__index__ returned non-int (type float)");
+    test_expect_error(PyExc_TypeError, "__index__ returned non-int (type float)");
     cr_assert_eq(Py_REFCNT(index_result), 1);
     Py_DECREF(index_result);
     index_result = NULL;
     cr_assert_eq(PyLong_AsLongLong(&idx_obj), -1);
-    expect_error(PyExc_RuntimeError, "index failed");
+    test_expect_error(PyExc_RuntimeError, "index failed");
 }
 
-Test(longobject, as_long_errors, .init = setup, .fini = teardown)
+Test(longobject, as_long_errors)
 {
     /* no __index__ */
     cr_assert_eq(PyLong_AsLong(Py_None), -1);
-    expect_error(PyExc_TypeError, "'NoneType' object cannot be interpreted as an integer");
+    test_expect_error(PyExc_TypeError, "'NoneType' object cannot be interpreted as an integer");
     PyObject *f = PyFloat_FromDouble(2.0);
     cr_assert_eq(PyLong_AsLongLong(f), -1, "float has no __index__");
-    expect_error(PyExc_TypeError, "'float' object cannot be interpreted as an integer");
+    test_expect_error(PyExc_TypeError, "'float' object cannot be interpreted as an integer");
     int ovf = 3;
     cr_assert_eq(PyLong_AsLongAndOverflow(f, &ovf), -1);
     cr_assert_eq(ovf, 0);
-    expect_error(PyExc_TypeError, "cannot be interpreted as an integer");
+    test_expect_error(PyExc_TypeError, "cannot be interpreted as an integer");
     cr_assert_eq(PyLong_AsSsize_t(f), -1);
-    expect_error(PyExc_TypeError, "an integer is required");
+    test_expect_error(PyExc_TypeError, "an integer is required");
     Py_DECREF(f);
     /* NULL: a bad internal call */
     cr_assert_eq(PyLong_AsLong(NULL), -1);
-    expect_error(PyExc_SystemError, "bad argument to internal function");
+    test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_eq(PyLong_AsSsize_t(NULL), -1);
-    expect_error(PyExc_SystemError, "bad argument");
+    test_expect_error(PyExc_SystemError, "bad argument");
     cr_assert_eq(PyLong_AsDouble(NULL), -1.0);
-    expect_error(PyExc_SystemError, "bad argument");
+    test_expect_error(PyExc_SystemError, "bad argument");
     /* -1 is also a valid value: no error set */
     PyObject *m = PyLong_FromLong(-1);
     cr_assert_eq(PyLong_AsLong(m), -1);
     cr_assert_null(PyErr_Occurred());
 }
 
-Test(longobject, unsigned_of_negative_overflows, .init = setup, .fini = teardown)
+Test(longobject, unsigned_of_negative_overflows)
 {
     PyObject *m = PyLong_FromLong(-1);
     cr_assert_eq(PyLong_AsUnsignedLong(m), (unsigned long)-1);
-    expect_error(PyExc_OverflowError, "can't convert negative value to unsigned int");
+    test_expect_error(PyExc_OverflowError, "can't convert negative value to unsigned int");
     cr_assert_eq(PyLong_AsUnsignedLongLong(m), (unsigned long long)-1);
-    expect_error(PyExc_OverflowError, "negative");
+    test_expect_error(PyExc_OverflowError, "negative");
     cr_assert_eq(PyLong_AsSize_t(m), (size_t)-1);
-    expect_error(PyExc_OverflowError, "can't convert negative value to size_t");
+    test_expect_error(PyExc_OverflowError, "can't convert negative value to size_t");
     PyObject *z = PyLong_FromLong(0);
     cr_assert_eq(PyLong_AsSize_t(z), 0);
     cr_assert_null(PyErr_Occurred());
 }
 
-Test(longobject, as_int_masks_and_pointers, .init = setup, .fini = teardown)
+Test(longobject, as_int_masks_and_pointers)
 {
     PyObject *o = PyLong_FromLong(INT_MAX);
     cr_assert_eq(PyLong_AsInt(o), INT_MAX);
@@ -363,20 +325,20 @@ Test(longobject, as_int_masks_and_pointers, .init = setup, .fini = teardown)
     Py_DECREF(o);
     o = PyLong_FromLong((long)INT_MAX + 1);
     cr_assert_eq(PyLong_AsInt(o), -1);
-    expect_error(PyExc_OverflowError, "Python int too large to convert to C int");
+    test_expect_error(PyExc_OverflowError, "Python int too large to convert to C int");
     Py_DECREF(o);
     o = PyLong_FromLong((long)INT_MIN - 1);
     cr_assert_eq(PyLong_AsInt(o), -1);
-    expect_error(PyExc_OverflowError, "C int");
+    test_expect_error(PyExc_OverflowError, "C int");
     cr_assert_eq(PyLong_AsInt(Py_None), -1);
-    expect_error(PyExc_TypeError, "cannot be interpreted as an integer");
+    test_expect_error(PyExc_TypeError, "cannot be interpreted as an integer");
     cr_assert_eq(PyLong_AsUnsignedLongLongMask(o), (unsigned long long)((long long)INT_MIN - 1));
     Py_DECREF(o);
     PyObject *m = PyLong_FromLong(-1);
     cr_assert_eq(PyLong_AsUnsignedLongMask(m), ULONG_MAX, "-1 mod 2**64");
     cr_assert_eq(PyLong_AsUnsignedLongLongMask(Py_True), 1ULL);
     cr_assert_eq(PyLong_AsUnsignedLongMask(Py_None), (unsigned long)-1);
-    expect_error(PyExc_TypeError, "cannot be interpreted as an integer");
+    test_expect_error(PyExc_TypeError, "cannot be interpreted as an integer");
     cr_assert_null(PyErr_Occurred());
     int local;
     PyObject *p = PyLong_FromVoidPtr(&local);
@@ -387,10 +349,10 @@ Test(longobject, as_int_masks_and_pointers, .init = setup, .fini = teardown)
     cr_assert_null(PyErr_Occurred());
     cr_assert_eq(PyLong_AsVoidPtr(m), (void *)UINTPTR_MAX);
     cr_assert_null(PyLong_AsVoidPtr(Py_None));
-    expect_error(PyExc_TypeError, "an integer is required");
+    test_expect_error(PyExc_TypeError, "an integer is required");
 }
 
-Test(longobject, as_double, .init = setup, .fini = teardown)
+Test(longobject, as_double)
 {
     PyObject *o = PyLong_FromLong(-12345);
     cr_assert_eq(PyLong_AsDouble(o), -12345.0);
@@ -405,7 +367,7 @@ Test(longobject, as_double, .init = setup, .fini = teardown)
 
 /* ---- parsing and int() ------------------------------------------------------ */
 
-Test(longobject, from_string, .init = setup, .fini = teardown)
+Test(longobject, from_string)
 {
     /* accepted (values printed by CPython 3.13) */
     struct { const char *s; int base; int64_t v; } ok[] = {
@@ -433,38 +395,28 @@ Test(longobject, from_string, .init = setup, .fini = teardown)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cr_assert_null(PyLong_FromString(bad[i].s, NULL, bad[i].base), "'%s'", bad[i].s);
-        expect_error(PyExc_ValueError, bad[i].msg);
+        test_expect_error(PyExc_ValueError, bad[i].msg);
     }
     char *end = NULL;
     const char *s = "12a";
     cr_assert_null(PyLong_FromString(s, &end, 10));
-    expect_error(PyExc_ValueError, "invalid literal");
+    test_expect_error(PyExc_ValueError, "invalid literal");
     cr_assert_eq(end, s + 2, "pend at the offending character");
     cr_assert_null(PyLong_FromString("9223372036854775808", NULL, 10));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(PyLong_FromString("-9223372036854775809", NULL, 10));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(PyLong_FromString("99999999999999999999999999", NULL, 10));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(PyLong_FromString("1", NULL, 1));
-    expect_error(PyExc_ValueError, "int() arg 2 must be >= 2 and <= 36");
+    test_expect_error(PyExc_ValueError, "int() arg 2 must be >= 2 and <= 36");
     cr_assert_null(PyLong_FromString("1", NULL, 37));
-    expect_error(PyExc_ValueError, ">= 2 and <= 36");
+    test_expect_error(PyExc_ValueError, ">= 2 and <= 36");
     cr_assert_null(PyLong_FromString(NULL, NULL, 10));
-    expect_error(PyExc_SystemError, "bad argument");
+    test_expect_error(PyExc_SystemError, "bad argument");
     ft_alloc_fail_after(1);
     cr_assert_null(PyLong_FromString("1000", NULL, 10));
-    expect_error(PyExc_MemoryError, "");
-}
-
-/* int(*args, **kwds) through the type's tp_new. */
-static PyObject *
-call_new(PyTypeObject *t, PyObject *args, PyObject *kwds)
-{
-    cr_assert_not_null(args);
-    PyObject *r = t->tp_new(t, args, kwds);
-    Py_DECREF(args);
-    return r;
+    test_expect_error(PyExc_MemoryError, "");
 }
 
 static PyObject *
@@ -475,68 +427,69 @@ str(const char *s)
     return u;
 }
 
-Test(longobject, int_constructor, .init = setup, .fini = teardown)
+Test(longobject, int_constructor)
 {
     PyTypeObject *t = &PyLong_Type;
-    cr_assert_eq(call_new(t, PyTuple_New(0), NULL), PyLong_FromLong(0), "int()");
+    cr_assert_eq(test_call_new(t, PyTuple_New(0), NULL), PyLong_FromLong(0), "int()");
     PyObject *big = PyLong_FromLong(123456);
-    PyObject *same = call_new(t, PyTuple_Pack(1, big), NULL);
+    PyObject *same = test_call_new(t, PyTuple_Pack(1, big), NULL);
     cr_assert_eq(same, big, "int(int) is the int");
     cr_assert_eq(Py_REFCNT(big), 2, "a new reference");
     Py_DECREF(same);
     Py_DECREF(big);
     PyObject *f = PyFloat_FromDouble(-7.9), *u = str(" 1_234 "), *u16 = str("ff");
     PyObject *b16 = PyLong_FromLong(16), *b0 = PyLong_FromLong(0), *b1 = PyLong_FromLong(1);
-    cr_assert_eq(take(call_new(t, PyTuple_Pack(1, f), NULL)), -7, "int(float) truncates");
-    cr_assert_eq(take(call_new(t, PyTuple_Pack(1, u), NULL)), 1234);
-    cr_assert_eq(take(call_new(t, PyTuple_Pack(2, u16, b16), NULL)), 255);
-    PyObject *x = call_new(t, PyTuple_Pack(1, Py_True), NULL);
+    cr_assert_eq(take(test_call_new(t, PyTuple_Pack(1, f), NULL)), -7, "int(float) truncates");
+    cr_assert_eq(take(test_call_new(t, PyTuple_Pack(1, u), NULL)), 1234);
+    cr_assert_eq(take(test_call_new(t, PyTuple_Pack(2, u16, b16), NULL)), 255);
+    PyObject *x = test_call_new(t, PyTuple_Pack(1, Py_True), NULL);
     cr_assert(PyLong_CheckExact(x), "int(True) is a plain int");
     cr_assert_eq(take(x), 1);
     /* base= by keyword */
     PyObject *kw = PyDict_New();
     cr_assert_eq(PyDict_SetItemString(kw, "base", b16), 0);
-    cr_assert_eq(take(call_new(t, PyTuple_Pack(1, u16), kw)), 255);
-    cr_assert_null(call_new(t, PyTuple_Pack(2, u16, b16), kw));
-    expect_error(PyExc_TypeError, "argument for int() given by name ('base') and position (2)");
-    cr_assert_null(call_new(t, PyTuple_New(0), kw));
-    expect_error(PyExc_TypeError, "int() missing string argument");
+    cr_assert_eq(take(test_call_new(t, PyTuple_Pack(1, u16), kw)), 255);
+    cr_assert_null(test_call_new(t, PyTuple_Pack(2, u16, b16), kw));
+    test_expect_error(PyExc_TypeError,
+                      "argument for int() given by name ('base') and position (2)");
+    cr_assert_null(test_call_new(t, PyTuple_New(0), kw));
+    test_expect_error(PyExc_TypeError, "int() missing string argument");
     Py_DECREF(kw);
     kw = PyDict_New();
     cr_assert_eq(PyDict_SetItemString(kw, "bas", b16), 0);
-    cr_assert_null(call_new(t, PyTuple_Pack(1, u16), kw));
-    expect_error(PyExc_TypeError, "'bas' is an invalid keyword argument for int()");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(1, u16), kw));
+    test_expect_error(PyExc_TypeError, "'bas' is an invalid keyword argument for int()");
     Py_DECREF(kw);
     /* errors */
-    cr_assert_null(call_new(t, PyTuple_Pack(1, Py_None), NULL));
-    expect_error(PyExc_TypeError,
-                 "int() argument must be a string, a bytes-like object or a real number, not 'NoneType'");
-    cr_assert_null(call_new(t, PyTuple_Pack(2, f, b16), NULL));
-    expect_error(PyExc_TypeError, "int() can't convert non-string with explicit base");
-    cr_assert_null(call_new(t, PyTuple_Pack(2, u16, b1), NULL));
-    expect_error(PyExc_ValueError, "int() arg 2 must be >= 2 and <= 36");
-    cr_assert_null(call_new(t, PyTuple_Pack(2, u16, b0), NULL));
-    expect_error(PyExc_ValueError, "invalid literal for int() with base 0: 'ff'");
-    cr_assert_null(call_new(t, PyTuple_Pack(3, u16, b16, b16), NULL));
-    expect_error(PyExc_TypeError, "int() takes at most 2 arguments (3 given)");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(1, Py_None), NULL));
+    test_expect_error(PyExc_TypeError,
+                      "int() argument must be a string, a bytes-like object or a real number, not 'NoneType'");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(2, f, b16), NULL));
+    test_expect_error(PyExc_TypeError, "int() can't convert non-string with explicit base");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(2, u16, b1), NULL));
+    test_expect_error(PyExc_ValueError, "int() arg 2 must be >= 2 and <= 36");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(2, u16, b0), NULL));
+    test_expect_error(PyExc_ValueError, "invalid literal for int() with base 0: 'ff'");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(3, u16, b16, b16), NULL));
+    test_expect_error(PyExc_TypeError, "int() takes at most 2 arguments (3 given)");
     PyObject *nul = PyUnicode_FromStringAndSize("1\0", 2);
-    cr_assert_null(call_new(t, PyTuple_Pack(1, nul), NULL));
-    expect_error(PyExc_ValueError, "int(): string contains a null character");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(1, nul), NULL));
+    test_expect_error(PyExc_ValueError, "int(): string contains a null character");
     Py_DECREF(nul);
     PyObject *nan = PyFloat_FromDouble(NAN);
-    cr_assert_null(call_new(t, PyTuple_Pack(1, nan), NULL));
-    expect_error(PyExc_ValueError, "cannot convert float NaN to integer");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(1, nan), NULL));
+    test_expect_error(PyExc_ValueError, "cannot convert float NaN to integer");
     Py_DECREF(nan);
     /* __index__ only */
     cr_assert_eq(PyType_Ready(&idx_type), 0);
     index_result = PyLong_FromLong(99);
-    cr_assert_eq(take(call_new(t, PyTuple_Pack(1, &idx_obj), NULL)), 99);
+    cr_assert_eq(take(test_call_new(t, PyTuple_Pack(1, &idx_obj), NULL)), 99);
     Py_DECREF(index_result);
     index_result = NULL;
     Py_DECREF(f); Py_DECREF(u); Py_DECREF(u16);
 }
 
-Test(longobject, int_subclass_instances, .init = setup, .fini = teardown)
+Test(longobject, int_subclass_instances)
 {
     PyType_Slot slots[] = { { Py_tp_base, &PyLong_Type }, { 0, NULL } };
     PyType_Spec spec = { "test.MyInt", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots };
@@ -545,7 +498,7 @@ Test(longobject, int_subclass_instances, .init = setup, .fini = teardown)
     cr_assert_eq(t->tp_basicsize, (Py_ssize_t)sizeof(PyLongObject));
     cr_assert(PyType_HasFeature(t, Py_TPFLAGS_LONG_SUBCLASS));
     PyObject *s = str("-77");
-    PyObject *o = call_new(t, PyTuple_Pack(1, s), NULL);
+    PyObject *o = test_call_new(t, PyTuple_Pack(1, s), NULL);
     Py_DECREF(s);
     cr_assert_not_null(o);
     cr_assert_eq(Py_TYPE(o), t);
@@ -557,34 +510,34 @@ Test(longobject, int_subclass_instances, .init = setup, .fini = teardown)
     cr_assert(PyLong_CheckExact(plain), "__index__ of a subclass is a plain int");
     cr_assert_eq(take(plain), -77);
     Py_DECREF(o);
-    o = call_new(t, PyTuple_New(0), NULL);
+    o = test_call_new(t, PyTuple_New(0), NULL);
     cr_assert_eq(Py_TYPE(o), t);
     cr_assert_eq(PyLong_AsLong(o), 0);
     Py_DECREF(o);
 }
 
-Test(longobject, bool_constructor, .init = setup, .fini = teardown)
+Test(longobject, bool_constructor)
 {
     PyTypeObject *t = &PyBool_Type;
-    cr_assert_eq(call_new(t, PyTuple_New(0), NULL), Py_False);
+    cr_assert_eq(test_call_new(t, PyTuple_New(0), NULL), Py_False);
     PyObject *z = PyFloat_FromDouble(0.0), *big = PyLong_FromLong(1000), *e = str("");
-    cr_assert_eq(call_new(t, PyTuple_Pack(1, z), NULL), Py_False);
-    cr_assert_eq(call_new(t, PyTuple_Pack(1, big), NULL), Py_True);
-    cr_assert_eq(call_new(t, PyTuple_Pack(1, Py_None), NULL), Py_False);
-    cr_assert_eq(call_new(t, PyTuple_Pack(1, e), NULL), Py_False, "len('') == 0");
-    cr_assert_null(call_new(t, PyTuple_Pack(2, z, z), NULL));
-    expect_error(PyExc_TypeError, "bool expected at most 1 argument, got 2");
+    cr_assert_eq(test_call_new(t, PyTuple_Pack(1, z), NULL), Py_False);
+    cr_assert_eq(test_call_new(t, PyTuple_Pack(1, big), NULL), Py_True);
+    cr_assert_eq(test_call_new(t, PyTuple_Pack(1, Py_None), NULL), Py_False);
+    cr_assert_eq(test_call_new(t, PyTuple_Pack(1, e), NULL), Py_False, "len('') == 0");
+    cr_assert_null(test_call_new(t, PyTuple_Pack(2, z, z), NULL));
+    test_expect_error(PyExc_TypeError, "bool expected at most 1 argument, got 2");
     PyObject *kw = PyDict_New();
     cr_assert_eq(PyDict_SetItemString(kw, "x", z), 0);
-    cr_assert_null(call_new(t, PyTuple_New(0), kw));
-    expect_error(PyExc_TypeError, "bool() takes no keyword arguments");
+    cr_assert_null(test_call_new(t, PyTuple_New(0), kw));
+    test_expect_error(PyExc_TypeError, "bool() takes no keyword arguments");
     Py_DECREF(kw);
     Py_DECREF(z); Py_DECREF(big); Py_DECREF(e);
 }
 
 /* ---- hash ------------------------------------------------------------------- */
 
-Test(longobject, hash_matches_cpython, .init = setup, .fini = teardown)
+Test(longobject, hash_matches_cpython)
 {
     struct { int64_t v; Py_hash_t h; } cases[] = {
         { 0, 0 }, { 1, 1 }, { -1, -2 }, { -2, -2 }, { 12345, 12345 },
@@ -601,7 +554,7 @@ Test(longobject, hash_matches_cpython, .init = setup, .fini = teardown)
     }
 }
 
-Test(longobject, hash_consistent_with_float_and_bool, .init = setup, .fini = teardown)
+Test(longobject, hash_consistent_with_float_and_bool)
 {
     PyObject *one = PyLong_FromLong(1), *onef = PyFloat_FromDouble(1.0);
     cr_assert_eq(PyObject_Hash(one), PyObject_Hash(onef));
@@ -623,7 +576,7 @@ Test(longobject, hash_consistent_with_float_and_bool, .init = setup, .fini = tea
 
 /* ---- comparison -------------------------------------------------------------- */
 
-Test(longobject, compare, .init = setup, .fini = teardown)
+Test(longobject, compare)
 {
     PyObject *a = PyLong_FromLong(1000), *b = PyLong_FromLong(1001), *c = PyLong_FromLong(1000);
     cr_assert_eq(PyObject_RichCompareBool(a, b, Py_LT), 1);
@@ -640,13 +593,14 @@ Test(longobject, compare, .init = setup, .fini = teardown)
     /* int vs None: == is identity, < is a TypeError */
     cr_assert_eq(PyObject_RichCompareBool(a, Py_None, Py_EQ), 0);
     cr_assert_eq(PyObject_RichCompareBool(a, Py_None, Py_LT), -1);
-    expect_error(PyExc_TypeError, "'<' not supported between instances of 'int' and 'NoneType'");
+    test_expect_error(PyExc_TypeError,
+                      "'<' not supported between instances of 'int' and 'NoneType'");
     Py_DECREF(a);
     Py_DECREF(b);
     Py_DECREF(c);
 }
 
-Test(longobject, compare_with_float_is_exact, .init = setup, .fini = teardown)
+Test(longobject, compare_with_float_is_exact)
 {
     PyObject *big = PyLong_FromLongLong((1LL << 53) + 1);
     PyObject *f = PyFloat_FromDouble(9007199254740992.0);   /* 2**53 */
@@ -677,7 +631,7 @@ Test(longobject, compare_with_float_is_exact, .init = setup, .fini = teardown)
     Py_DECREF(maxi); Py_DECREF(p63); Py_DECREF(mini); Py_DECREF(m63);
 }
 
-Test(longobject, ft_compare_int_double, .init = setup, .fini = teardown)
+Test(longobject, ft_compare_int_double)
 {
     cr_assert_eq(ft_compare_int_double(0, -0.0), 0);
     cr_assert_eq(ft_compare_int_double(-1, -0.5), -1);
@@ -701,7 +655,7 @@ binop(binaryfunc f, int64_t a, int64_t b)
 
 #define NB PyLong_Type.tp_as_number
 
-Test(longobject, arithmetic, .init = setup, .fini = teardown)
+Test(longobject, arithmetic)
 {
     PyObject *r;
     r = binop(NB->nb_add, 1000, -3000);
@@ -757,7 +711,7 @@ Test(longobject, arithmetic, .init = setup, .fini = teardown)
     Py_DECREF(x);
 }
 
-Test(longobject, true_divide_rounds_once, .init = setup, .fini = teardown)
+Test(longobject, true_divide_rounds_once)
 {
     /* CPython's results (the exact quotient rounded once), where dividing
      * the operands rounded to doubles would be one ulp off */
@@ -783,27 +737,27 @@ Test(longobject, true_divide_rounds_once, .init = setup, .fini = teardown)
                   "the naive division really differs here");
 }
 
-Test(longobject, arithmetic_errors, .init = setup, .fini = teardown)
+Test(longobject, arithmetic_errors)
 {
     cr_assert_null(binop(NB->nb_add, INT64_MAX, 1));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(binop(NB->nb_subtract, INT64_MIN, 1));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(binop(NB->nb_multiply, 1LL << 32, 1LL << 31));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(binop(NB->nb_floor_divide, INT64_MIN, -1));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(binop(NB->nb_floor_divide, 5, 0));
-    expect_error(PyExc_ZeroDivisionError, "integer division or modulo by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "integer division or modulo by zero");
     cr_assert_null(binop(NB->nb_remainder, 5, 0));
-    expect_error(PyExc_ZeroDivisionError, "integer division or modulo by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "integer division or modulo by zero");
     cr_assert_null(binop(NB->nb_true_divide, 5, 0));
-    expect_error(PyExc_ZeroDivisionError, "division by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "division by zero");
     PyObject *mn = PyLong_FromLongLong(INT64_MIN);
     cr_assert_null(NB->nb_negative(mn));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(NB->nb_absolute(mn));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     Py_DECREF(mn);
     /* a foreign operand: NotImplemented (the other side may know) */
     PyObject *one = PyLong_FromLong(1);
@@ -824,7 +778,7 @@ pow3(int64_t a, int64_t b, PyObject *m)
     return r;
 }
 
-Test(longobject, power, .init = setup, .fini = teardown)
+Test(longobject, power)
 {
     cr_assert_eq(take(pow3(2, 10, Py_None)), 1024);
     cr_assert_eq(take(pow3(-3, 3, Py_None)), -27);
@@ -835,15 +789,15 @@ Test(longobject, power, .init = setup, .fini = teardown)
     cr_assert_eq(take(pow3(1, INT64_MAX, Py_None)), 1);
     cr_assert_eq(take(pow3(-1, INT64_MAX, Py_None)), -1);
     cr_assert_null(pow3(2, 63, Py_None));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(pow3(3, 40, Py_None));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     PyObject *r = pow3(3, -2, Py_None);   /* a float, as CPython */
     cr_assert(PyFloat_CheckExact(r));
     cr_assert_eq(PyFloat_AS_DOUBLE(r), pow(3.0, -2.0));
     Py_DECREF(r);
     cr_assert_null(pow3(0, -1, Py_None));
-    expect_error(PyExc_ZeroDivisionError, "0.0 cannot be raised to a negative power");
+    test_expect_error(PyExc_ZeroDivisionError, "0.0 cannot be raised to a negative power");
     /* three arguments (values printed by CPython) */
     PyObject *seven = PyLong_FromLong(7), *mseven = PyLong_FromLong(-7), *zero = PyLong_FromLong(0);
     PyObject *big = PyLong_FromLongLong(INT64_MAX);   /* 2**63-1 = 7**2 * 73 * 127 * 337 * 92737 * 649657 */
@@ -855,12 +809,12 @@ Test(longobject, power, .init = setup, .fini = teardown)
     cr_assert_eq(take(pow3(3, -1, big)), 6148914691236517205LL);
     cr_assert_eq(take(pow3(5, -1, PyLong_FromLong(1))), 0);
     cr_assert_null(pow3(7, -1, seven));
-    expect_error(PyExc_ValueError, "base is not invertible for the given modulus");
+    test_expect_error(PyExc_ValueError, "base is not invertible for the given modulus");
     cr_assert_null(pow3(2, 2, zero));
-    expect_error(PyExc_ValueError, "pow() 3rd argument cannot be 0");
+    test_expect_error(PyExc_ValueError, "pow() 3rd argument cannot be 0");
     cr_assert_eq(pow3(2, 2, Py_True), PyLong_FromLong(0), "a bool modulus is the int 1");
     cr_assert_eq(NB->nb_power(seven, seven, Py_False), NULL);
-    expect_error(PyExc_ValueError, "cannot be 0");
+    test_expect_error(PyExc_ValueError, "cannot be 0");
     r = NB->nb_power(seven, Py_None, Py_None);
     cr_assert_eq(r, Py_NotImplemented);
     Py_DECREF(seven);
@@ -868,7 +822,7 @@ Test(longobject, power, .init = setup, .fini = teardown)
     Py_DECREF(big);
 }
 
-Test(longobject, divmod, .init = setup, .fini = teardown)
+Test(longobject, divmod)
 {
     PyObject *r = binop(NB->nb_divmod, -7000, 3);
     cr_assert_not_null(r);
@@ -878,15 +832,15 @@ Test(longobject, divmod, .init = setup, .fini = teardown)
     cr_assert_eq(val(PyTuple_GET_ITEM(r, 1)), 2);
     Py_DECREF(r);
     cr_assert_null(binop(NB->nb_divmod, 1, 0));
-    expect_error(PyExc_ZeroDivisionError, "integer division or modulo by zero");
+    test_expect_error(PyExc_ZeroDivisionError, "integer division or modulo by zero");
     cr_assert_null(binop(NB->nb_divmod, INT64_MIN, -1));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     /* out of memory for the quotient (3333), then for the tuple */
     PyObject *a = PyLong_FromLong(10000), *b = PyLong_FromLong(3);
     for (int n = 1; n <= 2; n++) {
         ft_alloc_fail_after(n);
         cr_assert_null(NB->nb_divmod(a, b), "allocation %d fails", n);
-        expect_error(PyExc_MemoryError, "");
+        test_expect_error(PyExc_MemoryError, "");
     }
     ft_alloc_fail_after(0);
     r = NB->nb_divmod(a, b);
@@ -895,7 +849,7 @@ Test(longobject, divmod, .init = setup, .fini = teardown)
     Py_DECREF(a);
 }
 
-Test(longobject, bitwise_and_shifts, .init = setup, .fini = teardown)
+Test(longobject, bitwise_and_shifts)
 {
     cr_assert_eq(take(binop(NB->nb_and, 0xff00ff, -256)), 0xff0000 | 0x00);
     cr_assert_eq(take(binop(NB->nb_and, 12, 10)), 8);
@@ -907,19 +861,19 @@ Test(longobject, bitwise_and_shifts, .init = setup, .fini = teardown)
     cr_assert_eq(take(binop(NB->nb_lshift, 0, 1000)), 0);
     cr_assert_eq(take(binop(NB->nb_lshift, -3, 4)), -48);
     cr_assert_null(binop(NB->nb_lshift, 1, 63));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(binop(NB->nb_lshift, 3, 62));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_null(binop(NB->nb_lshift, 1, 64));
-    expect_error(PyExc_OverflowError, "64-bit");
+    test_expect_error(PyExc_OverflowError, "64-bit");
     cr_assert_eq(take(binop(NB->nb_rshift, -5, 1)), -3, "floors");
     cr_assert_eq(take(binop(NB->nb_rshift, 5, 70)), 0);
     cr_assert_eq(take(binop(NB->nb_rshift, -5, 70)), -1);
     cr_assert_eq(take(binop(NB->nb_rshift, INT64_MIN, 63)), -1);
     cr_assert_null(binop(NB->nb_rshift, 5, -1));
-    expect_error(PyExc_ValueError, "negative shift count");
+    test_expect_error(PyExc_ValueError, "negative shift count");
     cr_assert_null(binop(NB->nb_lshift, 5, -1));
-    expect_error(PyExc_ValueError, "negative shift count");
+    test_expect_error(PyExc_ValueError, "negative shift count");
     /* bool op bool stays a bool; bool op int is an int */
     PyNumberMethods *bn = PyBool_Type.tp_as_number;
     cr_assert_eq(bn->nb_and(Py_True, Py_True), Py_True);
@@ -938,18 +892,18 @@ Test(longobject, bitwise_and_shifts, .init = setup, .fini = teardown)
     cr_assert_eq(bn->nb_add, NB->nb_add, "the rest is int's");
 }
 
-Test(longobject, out_of_memory, .init = setup, .fini = teardown)
+Test(longobject, out_of_memory)
 {
     ft_alloc_fail_after(1);
     cr_assert_null(PyLong_FromLong(123456));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     ft_alloc_fail_after(1);
     cr_assert_null(PyLong_FromDouble(1e10));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     PyObject *a = PyLong_FromLong(1 << 20);
     ft_alloc_fail_after(1);
     cr_assert_null(NB->nb_add(a, a));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     ft_alloc_fail_after(0);
     Py_DECREF(a);
 }
@@ -969,7 +923,7 @@ expect_repr(PyObject *o, const char *want)
     Py_DECREF(s);
 }
 
-Test(longobject, repr, .init = setup, .fini = teardown)
+Test(longobject, repr)
 {
     PyObject *o = PyLong_FromLongLong(INT64_MIN);
     expect_repr(o, "-9223372036854775808");
@@ -981,14 +935,14 @@ Test(longobject, repr, .init = setup, .fini = teardown)
     o = PyLong_FromLong(1000);
     ft_alloc_fail_after(1);
     cr_assert_null(PyObject_Repr(o));
-    expect_error(PyExc_MemoryError, "");
+    test_expect_error(PyExc_MemoryError, "");
     ft_alloc_fail_after(0);
     Py_DECREF(o);
 }
 
 /* ---- bool ------------------------------------------------------------------------ */
 
-Test(longobject, bool_is_an_int_subclass, .init = setup, .fini = teardown)
+Test(longobject, bool_is_an_int_subclass)
 {
     cr_assert_eq(PyBool_Type.tp_base, &PyLong_Type);
     cr_assert(PyType_IsSubtype(&PyBool_Type, &PyLong_Type));
@@ -1024,80 +978,36 @@ Test(longobject, bool_is_an_int_subclass, .init = setup, .fini = teardown)
 
 /* ---- threads ---------------------------------------------------------------------- */
 
-#define NTHREADS 8
-#define PER_THREAD 20000
-
-static PyObject *handoff[NTHREADS][PER_THREAD];
-static atomic_int created;        /* workers done with phase 1 */
-static atomic_long bad;           /* wrong values or failures seen by workers */
-static atomic_long checked;
-
-static void *
-int_worker(void *arg)
+/* Thread t's item i (distinct across threads; none of them small). */
+static int64_t
+int_value(int t, int i)
 {
-    int me = (int)(intptr_t)arg;
-    PyGILState_STATE g = PyGILState_Ensure();
-    /* phase 1: create and drop privately; keep some for a neighbour */
-    for (int i = 0; i < PER_THREAD; i++) {
-        int64_t v = (int64_t)me * 1000000007LL + i * 3 - 5;
-        PyObject *a = PyLong_FromLongLong(v);
-        PyObject *f = PyFloat_FromDouble((double)v * 0.5);
-        if (a == NULL || f == NULL || PyLong_AsLongLong(a) != v ||
-            PyFloat_AsDouble(f) != (double)v * 0.5) {
-            atomic_fetch_add(&bad, 1);
-        }
-        Py_XDECREF(f);
-        handoff[me][i] = a;   /* published by the release below */
-        if (i % 1024 == 0) {
-            Py_BEGIN_ALLOW_THREADS   /* a safe point (the GIL build switches) */
-            Py_END_ALLOW_THREADS
-        }
-    }
-    atomic_fetch_add_explicit(&created, 1, memory_order_release);
-    /* wait, detached, for everyone (bounded: the main thread checks) */
-    int64_t deadline = test_now_ns() + 30LL * 1000000000LL * FT_TIMEOUT_SCALE;
-    Py_BEGIN_ALLOW_THREADS
-    while (atomic_load_explicit(&created, memory_order_acquire) < NTHREADS &&
-           test_now_ns() < deadline) {
-        test_sleep_ns(100000);
-    }
-    Py_END_ALLOW_THREADS
-    if (atomic_load_explicit(&created, memory_order_acquire) < NTHREADS) {
-        atomic_fetch_add(&bad, 1000000);
-        PyGILState_Release(g);
-        return NULL;
-    }
-    /* phase 2: check and drop the neighbour's objects (foreign decrefs) */
-    int other = (me + 1) % NTHREADS;
-    for (int i = 0; i < PER_THREAD; i++) {
-        int64_t v = (int64_t)other * 1000000007LL + i * 3 - 5;
-        PyObject *a = handoff[other][i];
-        if (a == NULL || PyLong_AsLongLong(a) != v || PyObject_Hash(a) != (Py_hash_t)v) {
-            atomic_fetch_add(&bad, 1);
-        }
-        Py_XDECREF(a);
-        atomic_fetch_add_explicit(&checked, 1, memory_order_relaxed);
-    }
-    PyGILState_Release(g);
-    return NULL;
+    return (int64_t)t * 1000000007LL + i * 3 - 5;
 }
 
-Test(longobject, eight_threads_create_and_drop, .init = setup, .fini = teardown,
-     .timeout = FT_TIMEOUT(120))
+/* Phase 1: an int to hand over, and a float made and dropped privately. */
+static PyObject *
+int_make(int t, int i, bool *ok)
 {
-    atomic_store(&created, 0);
-    atomic_store(&bad, 0);
-    atomic_store(&checked, 0);
-    PyThreadState *save = PyEval_SaveThread();
-    pthread_t t[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++) {
-        t[i] = test_start_thread(int_worker, (void *)(intptr_t)i);
-    }
-    for (int i = 0; i < NTHREADS; i++) {
-        test_join_thread(t[i]);
-    }
-    PyEval_RestoreThread(save);
-    cr_assert_eq(atomic_load(&created), NTHREADS);
-    cr_assert_eq(atomic_load(&bad), 0);
-    cr_assert_eq(atomic_load(&checked), (long)NTHREADS * PER_THREAD);
+    int64_t v = int_value(t, i);
+    PyObject *a = PyLong_FromLongLong(v);
+    PyObject *f = PyFloat_FromDouble((double)v * 0.5);
+    *ok = a != NULL && PyLong_AsLongLong(a) == v && f != NULL &&
+          PyFloat_AsDouble(f) == (double)v * 0.5;
+    Py_XDECREF(f);
+    return a;
+}
+
+/* Phase 2, on the neighbour: the value and its hash (an int's is itself). */
+static bool
+int_check(PyObject *a, int t, int i)
+{
+    int64_t v = int_value(t, i);
+    return PyLong_AsLongLong(a) == v && PyObject_Hash(a) == (Py_hash_t)v;
+}
+
+Test(longobject, eight_threads_create_and_drop, .timeout = FT_TIMEOUT(120))
+{
+    static const test_handoff_ops ops = { int_make, int_check, 1 };
+    test_handoff_run(&ops);
 }

@@ -12,8 +12,10 @@
  * the GIL build the main thread detaches while another thread runs.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
+#include "ft_alloc.h"
 #include "ft_object.h"
 #include "ft_pystate.h"
 
@@ -78,49 +80,8 @@ teardown(void)
     }
 }
 
-/* Header fields, readable in both builds (the GIL build has only a count). */
-#ifdef Py_GIL_DISABLED
-static uintptr_t tid_of(PyObject *op) { return __atomic_load_n(&op->ob_tid, __ATOMIC_RELAXED); }
-static uint32_t local_of(PyObject *op) { return __atomic_load_n(&op->ob_ref_local, __ATOMIC_RELAXED); }
-static Py_ssize_t shared_of(PyObject *op) { return __atomic_load_n(&op->ob_ref_shared, __ATOMIC_RELAXED); }
-static uint8_t gc_bits_of(PyObject *op) { return __atomic_load_n(&op->ob_gc_bits, __ATOMIC_RELAXED); }
-#else
-static uintptr_t tid_of(PyObject *op) { (void)op; return 0; }
-static uint32_t local_of(PyObject *op) { return (uint32_t)op->ob_refcnt; }
-static Py_ssize_t shared_of(PyObject *op) { (void)op; return 0; }
-static uint8_t gc_bits_of(PyObject *op) { (void)op; return 0; }
-#endif
-
-/* Run fn(arg) on a new thread with a thread state attached (PyGILState),
- * the main thread detached meanwhile; returns that thread's id. */
-typedef struct {
-    void (*fn)(void *);
-    void *arg;
-    uintptr_t tid;
-} on_thread_job;
-
-static void *
-on_thread_main(void *p)
-{
-    on_thread_job *job = p;
-    job->tid = _Py_ThreadId();
-    PyGILState_STATE g = PyGILState_Ensure();
-    job->fn(job->arg);
-    PyGILState_Release(g);
-    return NULL;
-}
-
-static uintptr_t
-run_on_thread(void (*fn)(void *), void *arg)
-{
-    on_thread_job job = { fn, arg, 0 };
-    PyThreadState *save = PyEval_SaveThread();
-    pthread_t t = test_start_thread(on_thread_main, &job);
-    test_join_thread(t);
-    PyEval_RestoreThread(save);
-    return job.tid;
-}
-
+/* Header fields: tid_of, local_of, shared_of, gc_bits_of; jobs on another
+ * thread: test_run_on_thread (all in test_objects.h). */
 static void do_incref(void *op) { Py_INCREF((PyObject *)op); }
 static void do_decref(void *op) { Py_DECREF((PyObject *)op); }
 
@@ -170,14 +131,14 @@ Test(object, c32_owner_counts_locally_others_on_the_shared_word, .init = setup,
         cr_assert_eq(shared_of(op), 0, "the owner never touches the shared word");
     }
     c32_job j = { .op = op };
-    run_on_thread(c32_other_incref, &j);
+    test_run_on_thread(c32_other_incref, &j);
     cr_assert_eq(j.refcnt_seen, 4);
     cr_assert_eq(Py_REFCNT(op), 4);
     if (ft_free_threaded) {
         cr_assert_eq(j.local_seen, 3, "another thread's incref left local alone");
         cr_assert_eq(j.shared_seen, _Py_REF_SHARED(1, 0), "one reference = 4");
     }
-    run_on_thread(do_decref, op);
+    test_run_on_thread(do_decref, op);
     cr_assert_eq(Py_REFCNT(op), 3);
     if (ft_free_threaded) {
         cr_assert_eq(shared_of(op), 0, "the foreign pair leaves the word 0");
@@ -204,7 +165,7 @@ Test(object, c33_owner_last_decref_frees_at_once, .init = setup, .fini = teardow
 Test(object, c34_owner_drops_first_other_thread_frees, .init = setup, .fini = teardown)
 {
     PyObject *op = tobj_new();
-    run_on_thread(do_incref, op);
+    test_run_on_thread(do_incref, op);
     Py_DECREF(op);   /* the owner's last local reference */
     cr_assert_eq(atomic_load(&destroyed), 0, "another thread still holds it");
     cr_assert_eq(Py_REFCNT(op), 1);
@@ -213,7 +174,7 @@ Test(object, c34_owner_drops_first_other_thread_frees, .init = setup, .fini = te
         cr_assert_eq(local_of(op), 0);
         cr_assert_eq(shared_of(op), _Py_REF_SHARED(1, _Py_REF_MERGED));
     }
-    uintptr_t other = run_on_thread(do_decref, op);
+    uintptr_t other = test_run_on_thread(do_decref, op);
     cr_assert_eq(atomic_load(&destroyed), 1);
     cr_assert_eq(atomic_load(&dealloc_tid), other, "freed by the thread that dropped it last");
 }
@@ -254,7 +215,7 @@ Test(object, c38_immortal_objects_are_never_written, .init = setup, .fini = tear
     /* Any write from now on is a SIGSEGV. */
     cr_assert_eq(mprotect(mem, page, PROT_READ), 0);
     immortal_hammer(op);
-    run_on_thread(immortal_hammer, op);
+    test_run_on_thread(immortal_hammer, op);
     cr_assert(ft_try_incref_fast(op), "an immortal object can always be referenced");
     cr_assert(ft_try_incref_compare((PyObject **)&op, op));
     cr_assert_eq(Py_REFCNT(op), _Py_IMMORTAL_REFCNT);
@@ -304,7 +265,7 @@ Test(object, c38_local_count_overflow_makes_immortal, .init = setup, .fini = tea
 Test(object, c38_set_immortal_on_a_shared_object, .init = setup, .fini = teardown)
 {
     PyObject *op = tobj_new();
-    run_on_thread(do_incref, op);
+    test_run_on_thread(do_incref, op);
     _Py_SetImmortal(op);
     cr_assert(_Py_IsImmortal(op));
     if (ft_free_threaded) {
@@ -312,7 +273,7 @@ Test(object, c38_set_immortal_on_a_shared_object, .init = setup, .fini = teardow
         cr_assert_eq(shared_of(op), 0, "the shared count is reset");
         cr_assert(gc_bits_of(op) & FT_GC_DEFERRED);
     }
-    run_on_thread(do_decref, op);
+    test_run_on_thread(do_decref, op);
     Py_DECREF(op);
     Py_DECREF(op);
     cr_assert_eq(atomic_load(&destroyed), 0);
@@ -327,7 +288,7 @@ static void do_set_refcnt_2(void *op) { Py_SET_REFCNT((PyObject *)op, 2); }
 Test(object, set_refcnt_owner_keeps_flags, .init = setup, .fini = teardown)
 {
     PyObject *op = tobj_new();
-    run_on_thread(do_new_ref_with_lock, op);
+    test_run_on_thread(do_new_ref_with_lock, op);
     if (ft_free_threaded) {
         cr_assert_eq(shared_of(op), _Py_REF_SHARED(1, _Py_REF_MAYBE_WEAKREF));
     }
@@ -349,7 +310,7 @@ Test(object, set_refcnt_owner_keeps_flags, .init = setup, .fini = teardown)
 Test(object, set_refcnt_non_owner_merges, .init = setup, .fini = teardown)
 {
     PyObject *op = tobj_new();
-    run_on_thread(do_set_refcnt_2, op);
+    test_run_on_thread(do_set_refcnt_2, op);
     cr_assert_eq(Py_REFCNT(op), 2);
     if (ft_free_threaded) {
         cr_assert_eq(tid_of(op), 0);
@@ -606,12 +567,12 @@ Test(object, c39_uniquely_referenced, .init = setup, .fini = teardown)
     cr_assert(ft_object_is_uniquely_referenced(op));
     if (ft_free_threaded) {
         c39_job j = { op, true };
-        run_on_thread(c39_check_elsewhere, &j);
+        test_run_on_thread(c39_check_elsewhere, &j);
         cr_assert_not(j.unique_seen, "never from a non-owner thread");
     }
-    run_on_thread(do_incref, op);
+    test_run_on_thread(do_incref, op);
     cr_assert_not(ft_object_is_uniquely_referenced(op), "another thread holds a reference");
-    run_on_thread(do_decref, op);
+    test_run_on_thread(do_decref, op);
     cr_assert(ft_object_is_uniquely_referenced(op),
               "a foreign incref/decref pair that leaves the shared word 0");
     if (ft_free_threaded) {
@@ -657,7 +618,7 @@ Test(object, c40_try_incref_on_live_and_unpublished_objects, .init = setup, .fin
     cr_assert_eq(Py_REFCNT(op), 2);
     Py_DECREF(op);
     c40_job j = { .op = op };
-    run_on_thread(c40_try_fast_and_shared, &j);
+    test_run_on_thread(c40_try_fast_and_shared, &j);
     if (ft_free_threaded) {
         cr_assert_not(j.fast, "not the owner");
         cr_assert_not(j.shared, "shared word exactly 0: not published");
@@ -665,7 +626,7 @@ Test(object, c40_try_incref_on_live_and_unpublished_objects, .init = setup, .fin
         cr_assert_eq(Py_REFCNT(op), 1);
         /* Published: the shared try succeeds. */
         ft_object_set_maybe_weakref(op);
-        run_on_thread(c40_try_fast_and_shared, &j);
+        test_run_on_thread(c40_try_fast_and_shared, &j);
         cr_assert_not(j.fast);
         cr_assert(j.shared);
         cr_assert_eq(j.shared_after, _Py_REF_SHARED(1, _Py_REF_MAYBE_WEAKREF));
@@ -685,15 +646,15 @@ Test(object, c40_try_incref_fails_on_a_dead_merged_object, .init = setup, .fini 
 {
     atomic_store(&keep_memory, true);   /* memory stays for the stale reader */
     PyObject *op = tobj_new();
-    run_on_thread(do_incref, op);
+    test_run_on_thread(do_incref, op);
     Py_DECREF(op);   /* merged, the other thread's reference left */
-    run_on_thread(do_decref, op);
+    test_run_on_thread(do_decref, op);
     cr_assert_eq(atomic_load(&destroyed), 1);
     if (ft_free_threaded) {
         cr_assert_eq(shared_of(op), _Py_REF_MERGED, "dead: merged with count 0");
     }
     c40_job j = { .op = op };
-    run_on_thread(c40_try_fast_and_shared, &j);
+    test_run_on_thread(c40_try_fast_and_shared, &j);
     cr_assert_not(j.fast);
     cr_assert_not(j.shared);
     if (ft_free_threaded) {
@@ -710,14 +671,14 @@ Test(object, c40_try_incref_compare_undoes_on_a_changed_slot, .init = setup, .fi
     ft_object_set_maybe_weakref(op);
     PyObject *slot = other;   /* the slot no longer holds op */
     c40_job j = { .op = op, .slot = &slot };
-    run_on_thread(c40_try_compare, &j);
+    test_run_on_thread(c40_try_compare, &j);
     cr_assert_not(j.compare);
     cr_assert_eq(Py_REFCNT(op), 1, "the increment was undone");
     if (ft_free_threaded) {
         cr_assert_eq(j.shared_after, _Py_REF_MAYBE_WEAKREF);
     }
     slot = op;
-    run_on_thread(c40_try_compare, &j);
+    test_run_on_thread(c40_try_compare, &j);
     cr_assert(j.compare);
     cr_assert_eq(Py_REFCNT(op), 2);
     if (ft_free_threaded) {
@@ -820,8 +781,146 @@ Test(object, c41_resurrected_object_dies_on_another_thread, .init = resurrect_se
     PyObject *op = PyObject_Init(PyObject_Malloc(sizeof(tobj)), &rtype);
     Py_DECREF(op);
     cr_assert_eq(atomic_load(&destroyed), 0);
-    uintptr_t other = run_on_thread(drop_resurrected, NULL);
+    uintptr_t other = test_run_on_thread(drop_resurrected, NULL);
     cr_assert_eq(atomic_load(&finalizer_calls), 2);
     cr_assert_eq(atomic_load(&destroyed), 1);
     cr_assert_eq(atomic_load(&dealloc_tid), other);
+}
+
+/* ---- Py_ReprEnter / Py_ReprLeave -------------------------------------------------------- */
+
+Test(object, repr_enter_nests_and_leave_undoes, .init = setup, .fini = teardown)
+{
+    PyObject *a = tobj_new(), *b = tobj_new();
+    cr_assert_eq(Py_ReprEnter(a), 0, "first time: recorded");
+    cr_assert_eq(Py_REFCNT(a), 2, "the record holds a reference");
+    cr_assert_eq(Py_ReprEnter(a), 1, "already being repr'd");
+    cr_assert_eq(Py_ReprEnter(b), 0);
+    cr_assert_eq(Py_ReprEnter(b), 1);
+    Py_ReprLeave(b);
+    cr_assert_eq(Py_REFCNT(b), 1);
+    cr_assert_eq(Py_ReprEnter(a), 1, "a is still recorded");
+    cr_assert_eq(Py_ReprEnter(b), 0, "b was left");
+    /* Out of order (misuse, but harmless), and twice. */
+    Py_ReprLeave(a);
+    Py_ReprLeave(a);
+    cr_assert_eq(Py_ReprEnter(b), 1);
+    Py_ReprLeave(b);
+    cr_assert_eq(Py_REFCNT(a), 1);
+    cr_assert_eq(Py_REFCNT(b), 1);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    cr_assert_eq(atomic_load(&destroyed), 2);
+}
+
+Test(object, repr_leave_keeps_the_pending_exception, .init = setup, .fini = teardown)
+{
+    PyObject *a = tobj_new();
+    cr_assert_eq(Py_ReprEnter(a), 0);
+    PyErr_SetString(PyExc_ValueError, "pending");
+    Py_ReprLeave(a);
+    cr_assert(PyErr_ExceptionMatches(PyExc_ValueError));
+    PyErr_Clear();
+    cr_assert_eq(Py_ReprEnter(a), 0, "left despite the exception");
+    Py_ReprLeave(a);
+    Py_DECREF(a);
+}
+
+/* What Py_ReprEnter returned on another thread. */
+typedef struct {
+    PyObject *obj;
+    int first;
+    int again;
+    int after_leave;
+} repr_job;
+
+static void
+enter_twice_and_leave(void *arg)
+{
+    repr_job *job = arg;
+    job->first = Py_ReprEnter(job->obj);
+    job->again = Py_ReprEnter(job->obj);
+    Py_ReprLeave(job->obj);
+    job->after_leave = Py_ReprEnter(job->obj);
+    /* No Leave: the thread state's clear drops the record. */
+}
+
+Test(object, repr_guards_of_different_threads_are_independent, .init = setup, .fini = teardown)
+{
+    PyObject *a = tobj_new();
+    cr_assert_eq(Py_ReprEnter(a), 0);
+    repr_job job = { a, -9, -9, -9 };
+    test_run_on_thread(enter_twice_and_leave, &job);
+    cr_assert_eq(job.first, 0, "main's record does not show on the other thread");
+    cr_assert_eq(job.again, 1);
+    cr_assert_eq(job.after_leave, 0);
+    cr_assert_eq(Py_REFCNT(a), 2, "the other thread's record died with its state");
+    cr_assert_eq(Py_ReprEnter(a), 1, "main's record is untouched");
+    Py_ReprLeave(a);
+    cr_assert_eq(Py_REFCNT(a), 1);
+    Py_DECREF(a);
+}
+
+static void *
+enter_without_a_thread_state(void *arg)
+{
+    repr_job *job = arg;
+    job->first = Py_ReprEnter(job->obj);
+    Py_ReprLeave(job->obj);
+    return NULL;
+}
+
+Test(object, repr_enter_without_a_thread_state_records_nothing, .init = setup,
+     .fini = teardown)
+{
+    PyObject *a = tobj_new();
+    repr_job job = { a, -9, -9, -9 };
+    PyThreadState *save = PyEval_SaveThread();
+    test_join_thread(test_start_thread(enter_without_a_thread_state, &job));
+    PyEval_RestoreThread(save);
+    cr_assert_eq(job.first, 0, "as CPython: 0, nothing to record in");
+    cr_assert_eq(Py_REFCNT(a), 1);
+    Py_DECREF(a);
+}
+
+Test(object, repr_enter_out_of_memory_is_a_memory_error, .init = setup, .fini = teardown)
+{
+    PyObject *objs[9];
+    for (int i = 0; i < 9; i++) {
+        objs[i] = tobj_new();
+    }
+    /* The first Enter creates the thread's dict and the record. */
+    int failures = 0;
+    int r;
+    for (long nth = 1; nth < 20; nth++) {
+        ft_alloc_fail_after(nth);
+        r = Py_ReprEnter(objs[0]);
+        ft_alloc_fail_after(0);
+        if (r == 0) {
+            break;
+        }
+        cr_assert_eq(r, -1);
+        cr_assert(PyErr_ExceptionMatches(PyExc_MemoryError));
+        PyErr_Clear();
+        failures++;
+    }
+    cr_assert_eq(r, 0);
+    cr_assert_geq(failures, 2, "the dict and the record at least");
+    /* The record grows past its first 8 entries: that growth fails
+     * cleanly and records nothing. */
+    for (int i = 1; i < 8; i++) {
+        cr_assert_eq(Py_ReprEnter(objs[i]), 0);
+    }
+    ft_alloc_fail_after(1);
+    cr_assert_eq(Py_ReprEnter(objs[8]), -1);
+    ft_alloc_fail_after(0);
+    cr_assert(PyErr_ExceptionMatches(PyExc_MemoryError));
+    PyErr_Clear();
+    cr_assert_eq(Py_REFCNT(objs[8]), 1, "not recorded");
+    cr_assert_eq(Py_ReprEnter(objs[8]), 0, "recorded once memory is back");
+    for (int i = 8; i >= 0; i--) {
+        Py_ReprLeave(objs[i]);
+        cr_assert_eq(Py_REFCNT(objs[i]), 1);
+        Py_DECREF(objs[i]);
+    }
 }

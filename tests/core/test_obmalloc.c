@@ -530,28 +530,6 @@ Test(obmalloc, track_untrack_finalized_bits)
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
-/* Fatal-error checks: run fn in a forked child, expect SIGABRT and needle. */
-static void (*child_fn)(void);
-
-static void
-child_with_alarm(void)
-{
-    alarm((unsigned)FT_TIMEOUT(10));
-    child_fn();
-}
-
-static void
-expect_fatal(void (*fn)(void), const char *needle)
-{
-    char buf[8192];
-    child_fn = fn;
-    int st = test_run_in_child(child_with_alarm, buf, sizeof buf);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
-              "expected SIGABRT; child status %#x (exit %d), stderr: %s", st,
-              WIFEXITED(st) ? WEXITSTATUS(st) : -1, buf);
-    cr_assert(strstr(buf, needle) != NULL, "stderr lacks \"%s\": %s", needle, buf);
-}
-
 static void
 child_track_twice(void)
 {
@@ -604,14 +582,14 @@ child_resize_tracked(void)
 
 Test(obmalloc, fatal_misuse, .timeout = FT_TIMEOUT(60))
 {
-    expect_fatal(child_track_twice,
-                 "PyObject_GC_Track: object already tracked by the garbage collector");
-    expect_fatal(child_track_non_gc, "PyObject_GC_Track: ");
-    expect_fatal(child_gc_del_non_gc, "PyObject_GC_Del: ");
-    expect_fatal(child_gc_new_detached, "PyObject_GC_New: no thread state is attached");
-    expect_fatal(child_resize_tracked, "_PyObject_GC_Resize: ");
+    test_expect_fatal(child_track_twice,
+                      "PyObject_GC_Track: object already tracked by the garbage collector");
+    test_expect_fatal(child_track_non_gc, "PyObject_GC_Track: ");
+    test_expect_fatal(child_gc_del_non_gc, "PyObject_GC_Del: ");
+    test_expect_fatal(child_gc_new_detached, "PyObject_GC_New: no thread state is attached");
+    test_expect_fatal(child_resize_tracked, "_PyObject_GC_Resize: ");
     if (ft_free_threaded) {
-        expect_fatal(child_visit_world_running, "ft_gc_heaps_visit: the world is not stopped");
+        test_expect_fatal(child_visit_world_running, "ft_gc_heaps_visit: the world is not stopped");
     }
 }
 
@@ -822,17 +800,13 @@ remote_owner(void *arg)
     }
     atomic_store(&remote_stage, 1);
     Py_BEGIN_ALLOW_THREADS
-    while (atomic_load(&remote_stage) != 2) {
-        test_sleep_ns(100000);
-    }
+    TEST_HELPER_WAIT(atomic_load(&remote_stage) == 2, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     remote_last = new_gc(999);   /* the owner's next allocation drains */
     atomic_store(&remote_objects_after_drain, stats().objects);
     atomic_store(&remote_stage, 3);
     Py_BEGIN_ALLOW_THREADS
-    while (atomic_load(&remote_stage) != 4) {
-        test_sleep_ns(100000);
-    }
+    TEST_HELPER_WAIT(atomic_load(&remote_stage) == 4, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     free_gc(remote_last);
     PyGILState_Release(g);
@@ -928,9 +902,7 @@ foreign_allocator(void *arg)
     }
     atomic_store(&foreign_var, v);
     Py_BEGIN_ALLOW_THREADS
-    while (atomic_load(&foreign_stage) != 1) {
-        test_sleep_ns(100000);
-    }
+    test_wait_flag(&foreign_stage, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     PyGILState_Release(g);
     return NULL;
@@ -1090,9 +1062,7 @@ stress_worker(void *arg)
     /* pause (detached) so the main thread can count exactly */
     atomic_fetch_add(&stress_paused, 1);
     Py_BEGIN_ALLOW_THREADS
-    while (!atomic_load(&stress_resume)) {
-        test_sleep_ns(200000);
-    }
+    test_wait_flag(&stress_resume, 8 * POLL_MS);   /* the main thread's visits: 4 * POLL_MS */
     Py_END_ALLOW_THREADS
     PyGILState_Release(g);
     return NULL;
@@ -1136,7 +1106,7 @@ Test(obmalloc, stress_alloc_and_remote_free_counts_exact, .timeout = FT_TIMEOUT(
         visits++;
         me = PyEval_SaveThread();
         atomic_store(&stress_visits, visits);
-        test_sleep_ns(1000000);
+        test_sleep_ns(1000000);   /* the workers run between visits: not a wait */
     }
     bool paused = TEST_POLL_UNTIL(atomic_load(&stress_paused) == STRESS_THREADS, POLL_MS * 4);
     PyEval_RestoreThread(me);
@@ -1320,9 +1290,7 @@ publishing_owner(void *arg)
     }
     atomic_store(&published_obj, (PyObject *)o);
     Py_BEGIN_ALLOW_THREADS
-    while (atomic_load(&published_stage) != 1) {
-        test_sleep_ns(100000);
-    }
+    test_wait_flag(&published_stage, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     GcObj *drainer = new_gc(2);   /* drains the remote free, which it defers */
     ft_gc_defer_flush(ft_ts(PyThreadState_Get()));
@@ -1479,9 +1447,7 @@ fork_helper(void *arg)
     }
     atomic_store(&fork_helper_stage, 1);
     Py_BEGIN_ALLOW_THREADS
-    while (atomic_load(&fork_helper_stage) != 2) {
-        test_sleep_ns(100000);
-    }
+    TEST_HELPER_WAIT(atomic_load(&fork_helper_stage) == 2, 4 * POLL_MS);
     Py_END_ALLOW_THREADS
     for (int i = 0; i < 3; i++) {
         free_gc(fork_helper_objs[i]);

@@ -20,6 +20,7 @@
  * Helper threads only record into atomics; the test's main thread asserts.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_lock.h"
@@ -34,7 +35,9 @@
 
 #define POLL_MS 5000
 /* How long "has not happened yet" is watched for: long enough that a broken
- * stop would usually be caught, short enough to keep the file fast. */
+ * stop would usually be caught, short enough to keep the file fast.  These
+ * sleeps are windows for a wrong outcome to show, never waits: what must
+ * have happened before one is polled for first. */
 #define QUIET_NS (30 * 1000000LL)
 
 TestSuite(stw, .timeout = FT_TIMEOUT(30));
@@ -42,38 +45,9 @@ TestSuite(stw, .timeout = FT_TIMEOUT(30));
 /* ---- helpers ------------------------------------------------------------ */
 
 static uint64_t
-word_of(PyThreadState *ts)
-{
-    return atomic_load(&ft_ts(ts)->state);
-}
-
-static int
-kind_of(PyThreadState *ts)
-{
-    return FT_TS_KIND(word_of(ts));
-}
-
-static const char *
-kind_name(int k)
-{
-    switch (k) {
-    case FT_TS_DETACHED: return "DETACHED";
-    case FT_TS_ATTACHED: return "ATTACHED";
-    case FT_TS_SUSPENDED: return "SUSPENDED";
-    default: return "SHUTTING_DOWN";
-    }
-}
-
-static uint64_t
 stw_seq(PyInterpreterState *interp)
 {
     return atomic_load(&interp->stw.seq);
-}
-
-static uint32_t
-breaker_of(PyThreadState *ts)
-{
-    return atomic_load(&ft_ts(ts)->breaker);
 }
 
 /* States of interp other than `me` that are ATTACHED.  Works attached or
@@ -94,16 +68,6 @@ attached_others(PyInterpreterState *interp, PyThreadState *me)
     }
     if (!online) {
         ft_rcu_offline();
-    }
-    return n;
-}
-
-static int
-walk_length(PyInterpreterState *interp)
-{
-    int n = 0;
-    for (PyThreadState *p = PyInterpreterState_ThreadHead(interp); p; p = PyThreadState_Next(p)) {
-        n++;
     }
     return n;
 }
@@ -165,18 +129,51 @@ stop_spinners(spinner *s, pthread_t *t, int n)
     }
 }
 
+/* The usual start: the runtime up, the main thread detached (its state
+ * returned), n spinners attached and counting. */
+static PyThreadState *
+init_with_spinners(spinner *s, pthread_t *t, int n, bool safe_points)
+{
+    Py_Initialize();
+    PyThreadState *me = PyEval_SaveThread();
+    memset(s, 0, (size_t)n * sizeof *s);
+    start_spinners(s, t, n, safe_points);
+    return me;
+}
+
+/* The usual end, from the detached main thread: the spinners stopped, main
+ * attached again with no other state left, the runtime finalized. */
+static void
+end_with_spinners(spinner *s, pthread_t *t, int n, PyThreadState *me)
+{
+    stop_spinners(s, t, n);
+    PyEval_RestoreThread(me);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* Each spinner's counter before and after a QUIET_NS window. */
+static void
+watch_counters(spinner *s, int n, long *before, long *after)
+{
+    for (int i = 0; i < n; i++) {
+        before[i] = atomic_load(&s[i].counter);
+    }
+    test_sleep_ns(QUIET_NS);
+    for (int i = 0; i < n; i++) {
+        after[i] = atomic_load(&s[i].counter);
+    }
+}
+
 /* ---- D42 ------------------------------------------------------------------------ */
 
 Test(stw, d42_stop_suspends_threads_at_safe_points, .timeout = FT_TIMEOUT(30))
 {
     enum { N = 8 };
-    Py_Initialize();
-    PyInterpreterState *interp = PyInterpreterState_Main();
-    PyThreadState *me = PyEval_SaveThread();
     spinner s[N];
     pthread_t t[N];
-    memset(s, 0, sizeof s);
-    start_spinners(s, t, N, true);
+    PyThreadState *me = init_with_spinners(s, t, N, true);
+    PyInterpreterState *interp = PyInterpreterState_Main();
     if (ft_free_threaded) {
         for (int i = 0; i < N; i++) {
             cr_assert(TEST_POLL_UNTIL(kind_of(atomic_load(&s[i].ts)) == FT_TS_ATTACHED, POLL_MS));
@@ -193,13 +190,7 @@ Test(stw, d42_stop_suspends_threads_at_safe_points, .timeout = FT_TIMEOUT(30))
         kinds[i] = FT_TS_KIND(words[i]);
     }
     long c1[N], c2[N];
-    for (int i = 0; i < N; i++) {
-        c1[i] = atomic_load(&s[i].counter);
-    }
-    test_sleep_ns(QUIET_NS);
-    for (int i = 0; i < N; i++) {
-        c2[i] = atomic_load(&s[i].counter);
-    }
+    watch_counters(s, N, c1, c2);
     int attached_during = attached_others(interp, me);
     int me_kind = kind_of(me);
     ft_start_the_world(interp);
@@ -237,10 +228,7 @@ Test(stw, d42_stop_suspends_threads_at_safe_points, .timeout = FT_TIMEOUT(30))
         cr_assert(TEST_POLL_UNTIL(atomic_load(&s[i].counter) > c2[i], POLL_MS),
                   "spinner %d did not resume", i);
     }
-    stop_spinners(s, t, N);
-    PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
-    cr_assert_eq(Py_FinalizeEx(), 0);
+    end_with_spinners(s, t, N, me);
 }
 
 /* ---- D43 ------------------------------------------------------------------------ */
@@ -268,9 +256,7 @@ block_detached(void *arg)
     switch (b->how) {
     case BLOCK_SLEEP:
         Py_BEGIN_ALLOW_THREADS
-        while (!atomic_load(b->release)) {
-            test_sleep_ns(1000000);
-        }
+        test_wait_flag(b->release, 4 * POLL_MS);
         Py_END_ALLOW_THREADS
         break;
     case BLOCK_MUTEX:
@@ -287,6 +273,22 @@ block_detached(void *arg)
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
     return NULL;
+}
+
+/* words[i]: b[i]'s state word during stop `seq`, which stamped it SUSPENDED
+ * (GIL build: still DETACHED; the stop is the GIL). */
+static void
+check_stopped_while_blocked(const blocked *b, const uint64_t *words, int n, uint64_t seq)
+{
+    for (int i = 0; i < n; i++) {
+        if (ft_free_threaded) {
+            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "thread %d (how %d) is %s", i,
+                         b[i].how, kind_name(FT_TS_KIND(words[i])));
+        }
+        else {
+            cr_assert_eq(FT_TS_KIND(words[i]), FT_TS_DETACHED);
+        }
+    }
 }
 
 Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIMEOUT(30))
@@ -326,14 +328,8 @@ Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIME
         words[i] = word_of(atomic_load(&b[i].ts));
     }
     ft_start_the_world(interp);
+    check_stopped_while_blocked(b, words, N, seq);
     for (int i = 0; i < N; i++) {
-        if (ft_free_threaded) {
-            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "thread %d (how %d) is %s", i,
-                         b[i].how, kind_name(FT_TS_KIND(words[i])));
-        }
-        else {
-            cr_assert_eq(FT_TS_KIND(words[i]), FT_TS_DETACHED);
-        }
         cr_assert_eq(atomic_load(&b[i].stage), 1);
     }
     /* A second stop, and everything they wait for is released while it is
@@ -354,15 +350,7 @@ Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIME
     ft_start_the_world(interp);
     cr_assert_eq(through, 0, "%d threads attached while the world was stopped", through);
     cr_assert_eq(attached, 0);
-    for (int i = 0; i < N; i++) {
-        if (ft_free_threaded) {
-            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "thread %d (how %d) is %s", i,
-                         b[i].how, kind_name(FT_TS_KIND(words[i])));
-        }
-        else {
-            cr_assert_eq(FT_TS_KIND(words[i]), FT_TS_DETACHED);
-        }
-    }
+    check_stopped_while_blocked(b, words, N, seq);
 
     me = PyEval_SaveThread();
     for (int i = 0; i < N; i++) {
@@ -373,7 +361,7 @@ Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIME
     }
     PyThread_free_lock(lock);
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -396,9 +384,7 @@ static void *
 attach_when_told(void *arg)
 {
     attacher *a = arg;
-    while (!atomic_load(&a->go)) {
-        test_sleep_ns(200000);
-    }
+    test_wait_flag(&a->go, 4 * POLL_MS);
     PyThreadState *ts = atomic_load(&a->ts);
     if (!ts) {
         ts = PyThreadState_New(PyInterpreterState_Main());
@@ -461,7 +447,7 @@ restart_and_release(PyInterpreterState *interp, attacher *a, pthread_t *t, int n
         for (int i = 0; i < n; i++) {
             cr_assert_eq(pthread_kill(t[i], SIGUSR1), 0);
         }
-        test_sleep_ns(1000000);
+        test_sleep_ns(1000000);   /* spaces the rounds: not a wait (polled below) */
     }
     cr_assert(TEST_POLL_UNTIL(atomic_load(&test_sigusr1_count) > sent_before, POLL_MS),
               "the signals were not delivered");
@@ -543,7 +529,7 @@ Test(stw, d44_state_created_during_stop_starts_suspended, .timeout = FT_TIMEOUT(
     }
     PyThreadState *me = restart_and_release(interp, a, t, N);
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -576,7 +562,7 @@ Test(stw, d47_attach_while_suspended_blocks_until_start, .timeout = FT_TIMEOUT(3
     }
     PyThreadState *me = restart_and_release(interp, a, t, N);
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -609,9 +595,7 @@ request_stop(void *arg)
     }
     long c = r->counter ? atomic_load(r->counter) : 0;
     atomic_store(&r->stopped, 1);
-    while (!atomic_load(&r->release)) {
-        test_sleep_ns(200000);
-    }
+    test_wait_flag(&r->release, 4 * POLL_MS);
     if (r->counter && atomic_load(r->counter) != c) {
         atomic_store(&r->counter_moved, 1);
     }
@@ -622,6 +606,18 @@ request_stop(void *arg)
     }
     atomic_store(&r->done, 1);
     return NULL;
+}
+
+/* Starts a requester (with a state of its own); once stopped it looks at
+ * `watch` and `counter` when given. */
+static pthread_t
+start_requester(requester *r, PyThreadState *watch, atomic_long *counter)
+{
+    memset(r, 0, sizeof *r);
+    atomic_store(&r->attach, 1);
+    r->watch = watch;
+    r->counter = counter;
+    return test_start_thread(request_stop, r);
 }
 
 /* True once the requester has asked ts (attached, no safe point) to stop:
@@ -639,21 +635,14 @@ asked_to_stop(PyInterpreterState *interp, PyThreadState *ts)
  * reaches one. */
 Test(stw, thread_without_safe_points_holds_up_the_stop, .timeout = FT_TIMEOUT(30))
 {
-    Py_Initialize();
-    PyInterpreterState *interp = PyInterpreterState_Main();
-    PyThreadState *me = PyEval_SaveThread();
     spinner s;
-    memset(&s, 0, sizeof s);
     pthread_t st;
-    start_spinners(&s, &st, 1, false);
+    PyThreadState *me = init_with_spinners(&s, &st, 1, false);
+    PyInterpreterState *interp = PyInterpreterState_Main();
     PyThreadState *sts = atomic_load(&s.ts);
 
     requester r;
-    memset(&r, 0, sizeof r);
-    atomic_store(&r.attach, 1);
-    r.watch = sts;
-    r.counter = &s.counter;
-    pthread_t rt = test_start_thread(request_stop, &r);
+    pthread_t rt = start_requester(&r, sts, &s.counter);
     cr_assert(TEST_POLL_UNTIL(asked_to_stop(interp, sts), POLL_MS),
               "the requester never asked the spinner to stop");
     test_sleep_ns(QUIET_NS);
@@ -676,10 +665,7 @@ Test(stw, thread_without_safe_points_holds_up_the_stop, .timeout = FT_TIMEOUT(30
     cr_assert_eq(atomic_load(&r.counter_moved), 0, "the spinner ran while the world was stopped");
     c = atomic_load(&s.counter);
     cr_assert(TEST_POLL_UNTIL(atomic_load(&s.counter) > c, POLL_MS), "the spinner did not resume");
-    stop_spinners(&s, &st, 1);
-    PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
-    cr_assert_eq(Py_FinalizeEx(), 0);
+    end_with_spinners(&s, &st, 1, me);
 }
 
 /* D45: a thread that deletes its state while a stop waits for it. */
@@ -697,9 +683,7 @@ delete_when_told(void *arg)
     PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
     PyEval_RestoreThread(ts);
     atomic_store(&d->ts, ts);
-    while (!atomic_load(&d->go)) {
-        /* attached, no safe point */
-    }
+    test_wait_flag(&d->go, 4 * POLL_MS);   /* attached, no safe point */
     if (!d->just_exit) {
         PyThreadState_Clear(ts);
         PyThreadState_DeleteCurrent();
@@ -722,9 +706,7 @@ check_thread_leaving_during_a_pending_stop(bool just_exit)
     PyThreadState *dts = atomic_load(&d.ts);
 
     requester r;
-    memset(&r, 0, sizeof r);
-    atomic_store(&r.attach, 1);
-    pthread_t rt = test_start_thread(request_stop, &r);
+    pthread_t rt = start_requester(&r, NULL, NULL);
     cr_assert(TEST_POLL_UNTIL(asked_to_stop(interp, dts), POLL_MS),
               "the requester never asked the thread to stop");
     test_sleep_ns(QUIET_NS);
@@ -749,7 +731,7 @@ check_thread_leaving_during_a_pending_stop(bool just_exit)
         PyThreadState_Clear(dts);
         PyThreadState_Delete(dts);
     }
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -769,18 +751,13 @@ Test(stw, state_created_while_stop_pending_is_suspended, .timeout = FT_TIMEOUT(3
     if (!ft_free_threaded) {
         cr_skip_test("GIL build: there is no pending stop (the requester waits for the GIL)");
     }
-    Py_Initialize();
-    PyInterpreterState *interp = PyInterpreterState_Main();
-    PyThreadState *me = PyEval_SaveThread();
     spinner s;
-    memset(&s, 0, sizeof s);
     pthread_t st;
-    start_spinners(&s, &st, 1, false);
+    PyThreadState *me = init_with_spinners(&s, &st, 1, false);
+    PyInterpreterState *interp = PyInterpreterState_Main();
     PyThreadState *sts = atomic_load(&s.ts);
     requester r;
-    memset(&r, 0, sizeof r);
-    atomic_store(&r.attach, 1);
-    pthread_t rt = test_start_thread(request_stop, &r);
+    pthread_t rt = start_requester(&r, NULL, NULL);
     cr_assert(TEST_POLL_UNTIL(asked_to_stop(interp, sts), POLL_MS));
     cr_assert_eq(atomic_load(&r.stopped), 0);
     uint64_t seq = stw_seq(interp);
@@ -815,10 +792,7 @@ Test(stw, state_created_while_stop_pending_is_suspended, .timeout = FT_TIMEOUT(3
     cr_assert(atomic_load(&a.current_ok));
     cr_assert(atomic_load(&a.errno_ok));
     test_join_thread(rt);
-    stop_spinners(&s, &st, 1);
-    PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
-    cr_assert_eq(Py_FinalizeEx(), 0);
+    end_with_spinners(&s, &st, 1, me);
 }
 
 /* ---- a requester with no attached state ------------------------------------------- */
@@ -829,13 +803,10 @@ Test(stw, stop_with_requester_detached, .timeout = FT_TIMEOUT(30))
         cr_skip_test("GIL build: the no-op stop relies on the caller holding the GIL");
     }
     enum { N = 4 };
-    Py_Initialize();
-    PyInterpreterState *interp = PyInterpreterState_Main();
-    PyThreadState *me = PyEval_SaveThread();
     spinner s[N];
     pthread_t t[N];
-    memset(s, 0, sizeof s);
-    start_spinners(s, t, N, true);
+    PyThreadState *me = init_with_spinners(s, t, N, true);
+    PyInterpreterState *interp = PyInterpreterState_Main();
     for (int round = 0; round < 3; round++) {
         cr_assert_null(PyThreadState_GetUnchecked());
         ft_stop_the_world(interp);
@@ -846,13 +817,7 @@ Test(stw, stop_with_requester_detached, .timeout = FT_TIMEOUT(30))
         }
         uint64_t mine = word_of(me);
         long c1[N], c2[N];
-        for (int i = 0; i < N; i++) {
-            c1[i] = atomic_load(&s[i].counter);
-        }
-        test_sleep_ns(QUIET_NS);
-        for (int i = 0; i < N; i++) {
-            c2[i] = atomic_load(&s[i].counter);
-        }
+        watch_counters(s, N, c1, c2);
         int attached = attached_others(interp, NULL);
         ft_start_the_world(interp);
         cr_assert_eq(attached, 0);
@@ -874,10 +839,7 @@ Test(stw, stop_with_requester_detached, .timeout = FT_TIMEOUT(30))
         PyEval_RestoreThread(me);
         me = PyEval_SaveThread();
     }
-    stop_spinners(s, t, N);
-    PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
-    cr_assert_eq(Py_FinalizeEx(), 0);
+    end_with_spinners(s, t, N, me);
 }
 
 /* The requester may reach safe points and detach during its own stop. */
@@ -887,13 +849,10 @@ Test(stw, requester_safe_points_and_detach_during_its_stop, .timeout = FT_TIMEOU
         cr_skip_test("GIL build: detaching hands the GIL to the others; nothing is stopped");
     }
     enum { N = 2 };
-    Py_Initialize();
-    PyInterpreterState *interp = PyInterpreterState_Main();
-    PyThreadState *me = PyEval_SaveThread();
     spinner s[N];
     pthread_t t[N];
-    memset(s, 0, sizeof s);
-    start_spinners(s, t, N, true);
+    PyThreadState *me = init_with_spinners(s, t, N, true);
+    PyInterpreterState *interp = PyInterpreterState_Main();
     PyEval_RestoreThread(me);
 
     ft_stop_the_world(interp);
@@ -1028,7 +987,7 @@ Test(stw, back_to_back_stops_while_threads_attach_and_detach, .timeout = FT_TIME
                 atomic_load(&c->iters[1]), atomic_load(&c->iters[2]), atomic_load(&c->iters[3]));
     free(c);
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1071,13 +1030,10 @@ duel_requester(void *arg)
 Test(stw, two_requesters_exclude_each_other, .timeout = FT_TIMEOUT(60))
 {
     enum { N = 2 };
-    Py_Initialize();
-    PyInterpreterState *interp = PyInterpreterState_Main();
-    PyThreadState *me = PyEval_SaveThread();
     spinner s[N];
     pthread_t st[N];
-    memset(s, 0, sizeof s);
-    start_spinners(s, st, N, true);
+    PyThreadState *me = init_with_spinners(s, st, N, true);
+    PyInterpreterState *interp = PyInterpreterState_Main();
     duel d;
     memset(&d, 0, sizeof d);
     pthread_t r1 = test_start_thread(duel_requester, &d);
@@ -1089,7 +1045,7 @@ Test(stw, two_requesters_exclude_each_other, .timeout = FT_TIMEOUT(60))
     cr_assert_eq(atomic_load(&d.overlaps), 0, "two stops in force at once");
     cr_assert_eq(atomic_load(&d.violations), 0, "a stop returned with another state attached");
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1129,7 +1085,7 @@ Test(stw, stale_suspension_is_cleared_by_the_owner, .timeout = FT_TIMEOUT(30))
     cr_assert(atomic_load(&a.current_ok));
     cr_assert(atomic_load(&a.errno_ok));
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1150,9 +1106,7 @@ delete_own_detached_state(void *arg)
     PyEval_RestoreThread(ts);
     PyEval_SaveThread();
     atomic_store(&d->ts, ts);
-    while (!atomic_load(&d->go)) {
-        test_sleep_ns(200000);
-    }
+    test_wait_flag(&d->go, 4 * POLL_MS);
     PyThreadState_Clear(ts);
     PyThreadState_Delete(ts);
     atomic_store(&d->done, 1);
@@ -1185,7 +1139,7 @@ Test(stw, suspended_state_deleted_during_stop, .timeout = FT_TIMEOUT(30))
     bool all_done = TEST_POLL_UNTIL(atomic_load(&d[0].done) && atomic_load(&d[1].done) &&
                                         atomic_load(&d[2].done),
                                     POLL_MS);
-    int left = walk_length(interp);
+    int left = test_count_states(interp);
     ft_start_the_world(interp);
     cr_assert(all_done, "deleting a suspended state waited for the world to restart");
     cr_assert_eq(left, 1, "%d states registered after the deletions", left);
@@ -1194,6 +1148,6 @@ Test(stw, suspended_state_deleted_during_stop, .timeout = FT_TIMEOUT(30))
     }
     ft_stop_the_world(interp);
     ft_start_the_world(interp);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }

@@ -18,6 +18,7 @@
  * detaches (PyEval_SaveThread) whenever helper threads must attach.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_lock.h"
@@ -39,23 +40,6 @@ TestSuite(tstate, .timeout = FT_TIMEOUT(30));
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int
-kind_of(PyThreadState *ts)
-{
-    return FT_TS_KIND(atomic_load(&ft_ts(ts)->state));
-}
-
-static const char *
-kind_name(int k)
-{
-    switch (k) {
-    case FT_TS_DETACHED: return "DETACHED";
-    case FT_TS_ATTACHED: return "ATTACHED";
-    case FT_TS_SUSPENDED: return "SUSPENDED";
-    default: return "SHUTTING_DOWN";
-    }
-}
-
 /* How many times ts appears in a walk of interp (caller attached). */
 static int
 walk_occurrences(PyInterpreterState *interp, PyThreadState *ts)
@@ -65,41 +49,6 @@ walk_occurrences(PyInterpreterState *interp, PyThreadState *ts)
         n += p == ts;
     }
     return n;
-}
-
-static int
-walk_length(PyInterpreterState *interp)
-{
-    int n = 0;
-    for (PyThreadState *p = PyInterpreterState_ThreadHead(interp); p; p = PyThreadState_Next(p)) {
-        n++;
-    }
-    return n;
-}
-
-/* Fatal-error checks: run fn in a forked child, expect SIGABRT and `needle`
- * in its stderr. */
-static void (*child_fn)(void);
-
-/* A child that hangs instead of aborting dies of SIGALRM (and fails the
- * check) rather than outliving the test. */
-static void
-child_with_alarm(void)
-{
-    alarm((unsigned)FT_TIMEOUT(10));
-    child_fn();
-}
-
-static void
-expect_fatal(void (*fn)(void), const char *needle)
-{
-    char buf[8192];
-    child_fn = fn;
-    int st = test_run_in_child(child_with_alarm, buf, sizeof buf);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
-              "expected SIGABRT; child status %#x (exit %d), stderr: %s", st,
-              WIFEXITED(st) ? WEXITSTATUS(st) : -1, buf);
-    cr_assert(strstr(buf, needle) != NULL, "stderr lacks \"%s\": %s", needle, buf);
 }
 
 /* ---- initialization, accessors --------------------------------------------- */
@@ -132,7 +81,7 @@ Test(tstate, initialize_leaves_attached_state, .timeout = FT_TIMEOUT(20))
     /* a second call is a no-op */
     Py_Initialize();
     cr_assert_eq(PyThreadState_GetUnchecked(), ts);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
 
     cr_assert_eq(Py_FinalizeEx(), 0);
     cr_assert_null(PyThreadState_GetUnchecked());
@@ -191,7 +140,7 @@ Test(tstate, walk_finds_exactly_the_registered_states, .timeout = FT_TIMEOUT(20)
                      kind_name(kind_of(ts[i])));
         cr_assert_eq(PyThreadState_GetUnchecked(), me, "New must not attach");
     }
-    cr_assert_eq(walk_length(interp), N + 1);
+    cr_assert_eq(test_count_states(interp), N + 1);
     cr_assert_eq(walk_occurrences(interp, me), 1);
     for (int i = 0; i < N; i++) {
         cr_assert_eq(walk_occurrences(interp, ts[i]), 1, "state %d found %d times", i,
@@ -204,7 +153,7 @@ Test(tstate, walk_finds_exactly_the_registered_states, .timeout = FT_TIMEOUT(20)
         }
         PyThreadState_Delete(ts[i]);
     }
-    cr_assert_eq(walk_length(interp), N / 2 + 1);
+    cr_assert_eq(test_count_states(interp), N / 2 + 1);
     for (int i = 0; i < N; i++) {
         cr_assert_eq(walk_occurrences(interp, ts[i]), i % 2 ? 1 : 0, "state %d found %d times",
                      i, walk_occurrences(interp, ts[i]));
@@ -212,7 +161,7 @@ Test(tstate, walk_finds_exactly_the_registered_states, .timeout = FT_TIMEOUT(20)
     for (int i = 1; i < N; i += 2) {
         PyThreadState_Delete(ts[i]);
     }
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(PyInterpreterState_ThreadHead(interp), me);
     cr_assert_null(PyThreadState_Next(NULL));
     cr_assert_eq(Py_FinalizeEx(), 0);
@@ -317,7 +266,7 @@ Test(tstate, clear_and_delete_current, .timeout = FT_TIMEOUT(20))
     cr_assert_null(PyThreadState_GetUnchecked());
     PyEval_RestoreThread(me);
     cr_assert_eq(walk_occurrences(interp, other), 0, "deleted state still in the registry");
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
 
     /* DeleteCurrent without a Clear first */
     other = PyThreadState_New(interp);
@@ -328,7 +277,7 @@ Test(tstate, clear_and_delete_current, .timeout = FT_TIMEOUT(20))
     cr_assert_null(PyThreadState_GetUnchecked());
     cr_assert_eq(kind_of(me), FT_TS_DETACHED);
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -352,7 +301,7 @@ Test(tstate, acquire_release_thread, .timeout = FT_TIMEOUT(20))
     PyThreadState_Clear(other);
     PyThreadState_Delete(other);
     PyEval_AcquireThread(me);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -434,7 +383,7 @@ Test(tstate, state_created_on_one_thread_attached_on_another, .timeout = FT_TIME
     cr_assert_eq(PyThreadState_Swap(me), ts);
     PyThreadState_Clear(ts);
     PyThreadState_Delete(ts);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -530,7 +479,7 @@ hold_attached(void *arg)
     PyEval_RestoreThread(atomic_load(&held));
     atomic_store(&held_attached, 1);
     for (;;) {
-        test_sleep_ns(1000000);
+        test_sleep_ns(1000000);   /* idles until the process dies: waits for nothing */
     }
     return NULL;
 }
@@ -589,69 +538,71 @@ child_swap_attached_elsewhere(void)
 
 Test(tstate, fatal_restore_second_state_on_thread, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_restore_second_state, "Fatal Python error: PyEval_RestoreThread: ");
+    test_expect_fatal(child_restore_second_state, "Fatal Python error: PyEval_RestoreThread: ");
 }
 
 Test(tstate, fatal_restore_already_attached_state, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_restore_same_state, "Fatal Python error: PyEval_RestoreThread: ");
+    test_expect_fatal(child_restore_same_state, "Fatal Python error: PyEval_RestoreThread: ");
 }
 
 Test(tstate, fatal_acquire_second_state_on_thread, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_acquire_second_state, "Fatal Python error: PyEval_AcquireThread: ");
+    test_expect_fatal(child_acquire_second_state, "Fatal Python error: PyEval_AcquireThread: ");
 }
 
 Test(tstate, fatal_restore_null, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_restore_null, "Fatal Python error: PyEval_RestoreThread: ");
+    test_expect_fatal(child_restore_null, "Fatal Python error: PyEval_RestoreThread: ");
 }
 
 Test(tstate, fatal_get_with_none_attached, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_get_none_attached, "Fatal Python error: PyThreadState_Get: ");
+    test_expect_fatal(child_get_none_attached, "Fatal Python error: PyThreadState_Get: ");
 }
 
 Test(tstate, fatal_save_with_none_attached, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_save_none_attached, "Fatal Python error: PyEval_SaveThread: ");
+    test_expect_fatal(child_save_none_attached, "Fatal Python error: PyEval_SaveThread: ");
 }
 
 Test(tstate, fatal_release_wrong_state, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_release_wrong_state, "Fatal Python error: PyEval_ReleaseThread: ");
+    test_expect_fatal(child_release_wrong_state, "Fatal Python error: PyEval_ReleaseThread: ");
 }
 
 Test(tstate, fatal_release_with_none_attached, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_release_none_attached, "Fatal Python error: PyEval_ReleaseThread: ");
+    test_expect_fatal(child_release_none_attached, "Fatal Python error: PyEval_ReleaseThread: ");
 }
 
 Test(tstate, fatal_delete_current_state, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_delete_current, "Fatal Python error: PyThreadState_Delete: ");
+    test_expect_fatal(child_delete_current, "Fatal Python error: PyThreadState_Delete: ");
 }
 
 Test(tstate, fatal_delete_current_with_none_attached, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_delete_current_none_attached,
-                 "Fatal Python error: PyThreadState_DeleteCurrent: ");
+    test_expect_fatal(child_delete_current_none_attached,
+                      "Fatal Python error: PyThreadState_DeleteCurrent: ");
 }
 
 Test(tstate, fatal_delete_state_attached_elsewhere, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_delete_attached_elsewhere, "Fatal Python error: PyThreadState_Delete: ");
+    test_expect_fatal(child_delete_attached_elsewhere,
+                      "Fatal Python error: PyThreadState_Delete: ");
 }
 
 Test(tstate, fatal_clear_state_attached_elsewhere, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_clear_attached_elsewhere, "Fatal Python error: PyThreadState_Clear: ");
+    test_expect_fatal(child_clear_attached_elsewhere, "Fatal Python error: PyThreadState_Clear: ");
 }
 
 /* D48: only the thread a state is attached to detaches it. */
 Test(tstate, fatal_release_state_attached_elsewhere, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_release_attached_elsewhere, "Fatal Python error: PyEval_ReleaseThread: ");
+    test_expect_fatal(child_release_attached_elsewhere,
+                      "Fatal Python error: PyEval_ReleaseThread: ");
 }
 
 Test(tstate, fatal_restore_state_attached_elsewhere, .timeout = FT_TIMEOUT(20))
@@ -659,7 +610,8 @@ Test(tstate, fatal_restore_state_attached_elsewhere, .timeout = FT_TIMEOUT(20))
     if (!ft_free_threaded) {
         cr_skip_test("GIL build: the second attach waits for the GIL, which the holder keeps");
     }
-    expect_fatal(child_restore_attached_elsewhere, "Fatal Python error: PyEval_RestoreThread: ");
+    test_expect_fatal(child_restore_attached_elsewhere,
+                      "Fatal Python error: PyEval_RestoreThread: ");
 }
 
 Test(tstate, fatal_swap_state_attached_elsewhere, .timeout = FT_TIMEOUT(20))
@@ -667,17 +619,18 @@ Test(tstate, fatal_swap_state_attached_elsewhere, .timeout = FT_TIMEOUT(20))
     if (!ft_free_threaded) {
         cr_skip_test("GIL build: the second attach waits for the GIL, which the holder keeps");
     }
-    expect_fatal(child_swap_attached_elsewhere, "Fatal Python error: PyThreadState_Swap: ");
+    test_expect_fatal(child_swap_attached_elsewhere, "Fatal Python error: PyThreadState_Swap: ");
 }
 
 /* GIL build: the same misuse waits for the GIL instead (the holder never
  * reaches a safe point), and must not attach the state a second time. */
-static atomic_int second_attach_returned;
+static atomic_int second_attach_trying, second_attach_returned;
 
 static void *
 second_attach(void *arg)
 {
     (void)arg;
+    atomic_store(&second_attach_trying, 1);
     PyEval_RestoreThread(atomic_load(&held));
     atomic_store(&second_attach_returned, 1);
     return NULL;
@@ -696,7 +649,14 @@ Test(tstate, gil_second_attach_of_attached_state_waits, .timeout = FT_TIMEOUT(20
     cr_assert(TEST_POLL_UNTIL(atomic_load(&held_attached), POLL_MS));
     pthread_t t = test_start_thread(second_attach, NULL);
     (void)t;
-    test_sleep_ns(50 * 1000000LL);
+    /* It waits for the GIL: it asked the holder to drop it. */
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&second_attach_trying) &&
+                                  (atomic_load(&ft_ts(atomic_load(&held))->breaker) &
+                                   FT_BREAK_GIL_DROP),
+                              POLL_MS),
+              "the second attach never asked for the GIL (returned %d)",
+              atomic_load(&second_attach_returned));
+    test_sleep_ns(50 * 1000000LL);   /* a window for a wrong attach to show: not a wait */
     cr_assert_eq(atomic_load(&second_attach_returned), 0,
                  "the state was attached by a second thread while the first held it");
     cr_assert_eq(kind_of(atomic_load(&held)), FT_TS_ATTACHED);
@@ -819,7 +779,7 @@ check_detached_while_blocked(enum wait_kind kind)
     }
     free(b);
     PyEval_RestoreThread(me);
-    cr_assert_eq(walk_length(PyInterpreterState_Main()), 1);
+    cr_assert_eq(test_count_states(PyInterpreterState_Main()), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -973,7 +933,7 @@ Test(tstate, walker_versus_churn, .timeout = FT_TIMEOUT(60))
     cr_assert_eq(atomic_load(&w->churn_bad), 0);
     /* main + walker + at least one churner at some point */
     cr_assert_geq(atomic_load(&w->max_seen), 3, "the walker never saw a churner's state");
-    cr_assert_eq(walk_length(w->interp), 1, "states left in the registry");
+    cr_assert_eq(test_count_states(w->interp), 1, "states left in the registry");
     cr_assert_eq(PyInterpreterState_ThreadHead(w->interp), me);
     free(w);
     cr_assert_eq(Py_FinalizeEx(), 0);
@@ -1117,7 +1077,7 @@ Test(tstate, next_on_state_removed_under_walker, .timeout = FT_TIMEOUT(20))
                 PyThreadState_Delete(r->victims[i]);
             }
         }
-        cr_assert_eq(walk_length(r->interp), 1);
+        cr_assert_eq(test_count_states(r->interp), 1);
         free(r);
         cr_assert_eq(Py_FinalizeEx(), 0);
     }
@@ -1165,7 +1125,7 @@ Test(tstate, thread_exit_while_attached, .timeout = FT_TIMEOUT(20))
     cr_assert_eq(PyThreadState_Swap(me), ts);
     PyThreadState_Clear(ts);
     PyThreadState_Delete(ts);
-    cr_assert_eq(walk_length(interp), 1);
+    cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
 }
 
@@ -1219,7 +1179,7 @@ async_target(void *arg)
     PyGILState_STATE g = PyGILState_Ensure();
     atomic_store(&ax.ident, PyThread_get_thread_ident());
     atomic_store(&ax.ready, 1);
-    int64_t deadline = test_now_ns() + (int64_t)POLL_MS * FT_NS_PER_MS;
+    int64_t deadline = test_now_ns() + (int64_t)POLL_MS * FT_NS_PER_MS * FT_TIMEOUT_SCALE;
     int rc = 0;
     while ((rc = PyErr_CheckSignals()) == 0 && test_now_ns() < deadline) {
         sched_yield();   /* a C loop reaching safe points */
@@ -1257,7 +1217,7 @@ child_set_async_exc_detached(void)
 
 Test(tstate, set_async_exc_without_attached_state_is_fatal, .timeout = FT_TIMEOUT(20))
 {
-    expect_fatal(child_set_async_exc_detached,
-                 "Fatal Python error: PyThreadState_SetAsyncExc: the function must be called "
-                 "with an attached thread state");
+    test_expect_fatal(child_set_async_exc_detached,
+                      "Fatal Python error: PyThreadState_SetAsyncExc: "
+                      "the function must be called with an attached thread state");
 }

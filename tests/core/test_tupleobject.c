@@ -1,6 +1,6 @@
 /* Tuples (core/tupleobject.c): creation, items, slices, packing, hashing,
- * comparison, iteration, the sequence/mapping slots, every error case and
- * out-of-memory.  Items are ints of 1000 and up (heap objects: their counts
+ * comparison, iteration, the sequence/mapping slots, the repr, every error
+ * case and out-of-memory (of the repr: in test_listobject.c).  Items are ints of 1000 and up (heap objects: their counts
  * are observable; small ints are immortal). */
 #include "harness.h"
 #include "test_util.h"
@@ -363,4 +363,90 @@ Test(tupleobject, traverse_visits_every_item, .init = setup, .fini = teardown)
     cr_assert_eq(PyTuple_Type.tp_traverse(t, count_visit, &n), 0);
     cr_assert_eq(n, 2);
     Py_DECREF(t);
+}
+
+/* ---- repr ------------------------------------------------------------------------------ */
+
+static void
+expect_repr(PyObject *o, const char *want)
+{
+    PyObject *r = PyObject_Repr(o);
+    cr_assert_not_null(r, "repr raised");
+    cr_assert_str_eq(PyUnicode_AsUTF8(r), want);
+    Py_DECREF(r);
+}
+
+Test(tupleobject, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
+{
+    expect_repr(PyTuple_New(0), "()");
+    PyObject *a = num(1000), *b = PyUnicode_FromString("b");
+    PyObject *one = PyTuple_Pack(1, a);
+    expect_repr(one, "(1000,)");
+    PyObject *two = PyTuple_Pack(2, a, b);
+    expect_repr(two, "(1000, 'b')");
+    PyObject *l = PyList_New(0);
+    PyObject *nested = PyTuple_Pack(4, one, PyTuple_New(0), two, l);
+    expect_repr(nested, "((1000,), (), (1000, 'b'), [])");
+    PyObject *s = PyObject_Str(one);   /* str falls back to repr */
+    cr_assert_str_eq(PyUnicode_AsUTF8(s), "(1000,)");
+    Py_DECREF(s);
+    Py_DECREF(nested);
+    Py_DECREF(l);
+    Py_DECREF(two);
+    Py_DECREF(one);
+    Py_DECREF(b);
+    Py_DECREF(a);
+}
+
+Test(tupleobject, repr_of_a_tuple_inside_its_own_list_is_elided, .init = setup, .fini = teardown)
+{
+    PyObject *l = PyList_New(0);
+    PyObject *t = PyTuple_Pack(1, l);
+    cr_assert_eq(PyList_Append(l, t), 0);   /* t = ([t],) */
+    expect_repr(t, "([(...)],)");
+    expect_repr(l, "[([...],)]");
+    PyObject *pair = PyTuple_Pack(2, t, t);
+    expect_repr(pair, "(([(...)],), ([(...)],))");   /* siblings are not recursion */
+    cr_assert_eq(Py_ReprEnter(t), 0, "no guard left behind");
+    Py_ReprLeave(t);
+    Py_DECREF(pair);
+    cr_assert_eq(PyList_Clear(l), 0);   /* break the cycle: no cycle GC yet */
+    Py_DECREF(t);
+    Py_DECREF(l);
+}
+
+/* An object whose tp_repr returns an int: PyObject_Repr raises TypeError. */
+static PyObject *
+int_repr(PyObject *self)
+{
+    (void)self;
+    return PyLong_FromLong(7);
+}
+
+static PyTypeObject int_repr_type = {
+    PyVarObject_HEAD_INIT(&PyType_Type, 0)
+    .tp_name = "test.int_repr",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_dealloc = (destructor)PyObject_Free,
+    .tp_repr = int_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+Test(tupleobject, repr_error_from_an_item_propagates, .init = setup, .fini = teardown)
+{
+    cr_assert_eq(PyType_Ready(&int_repr_type), 0);
+    PyObject *bad = PyType_GenericNew(&int_repr_type, NULL, NULL);
+    PyObject *a = num(1000);
+    PyObject *t = PyTuple_Pack(2, a, bad);
+    PyObject *outer = PyTuple_Pack(1, t);
+    cr_assert_null(PyObject_Repr(outer));
+    expect_exc(PyExc_TypeError, "__repr__ returned non-string (type int)");
+    cr_assert_eq(Py_ReprEnter(outer), 0, "both guards were left");
+    cr_assert_eq(Py_ReprEnter(t), 0);
+    Py_ReprLeave(t);
+    Py_ReprLeave(outer);
+    Py_DECREF(outer);
+    Py_DECREF(t);
+    Py_DECREF(a);
+    Py_DECREF(bad);
 }

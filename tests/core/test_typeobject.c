@@ -30,23 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void
-setup(void)
-{
-    Py_InitializeEx(0);
-}
-
-static void
-teardown(void)
-{
-    ft_alloc_fail_after(0);
-    if (Py_IsInitialized() && PyThreadState_GetUnchecked() != NULL) {
-        PyErr_Clear();
-        Py_FinalizeEx();
-    }
-}
-
-TestSuite(typeobject, .init = setup, .fini = teardown, .timeout = FT_TIMEOUT(30));
+TestSuite(typeobject, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(30));
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -68,36 +53,7 @@ same_header(header_bytes a, header_bytes b)
     return memcmp(a.b, b.b, sizeof a.b) == 0;
 }
 
-static void (*child_fn)(void);
-
-static void
-child_with_alarm(void)
-{
-    alarm((unsigned)FT_TIMEOUT(10));
-    child_fn();
-}
-
-static void
-expect_fatal(void (*fn)(void), const char *needle)
-{
-    char buf[8192];
-    child_fn = fn;
-    int st = test_run_in_child(child_with_alarm, buf, sizeof buf);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
-              "expected SIGABRT; child status %#x, stderr: %s", st, buf);
-    cr_assert(strstr(buf, needle) != NULL, "stderr lacks \"%s\": %s", needle, buf);
-}
-
 /* A function as a slot's void * (ISO C has no cast between the two). */
-static void *
-fn_ptr(void (*f)(void))
-{
-    void *p;
-    memcpy(&p, &f, sizeof p);
-    return p;
-}
-#define FP(f) fn_ptr((void (*)(void))(f))
-
 /* A plain object type for tests, with a counting tp_free. */
 typedef struct {
     PyObject_HEAD
@@ -191,8 +147,8 @@ dealloc_type(void)
 
 Test(typeobject, deallocating_a_singleton_or_type_is_fatal)
 {
-    expect_fatal(dealloc_none, "_Py_Dealloc: deallocating the NoneType singleton");
-    expect_fatal(dealloc_type, "type 'object' deallocated: type objects are immortal");
+    test_expect_fatal(dealloc_none, "_Py_Dealloc: deallocating the NoneType singleton");
+    test_expect_fatal(dealloc_type, "type 'object' deallocated: type objects are immortal");
 }
 
 /* ---- PyType_Ready ----------------------------------------------------------- */
@@ -457,8 +413,8 @@ some_repr(PyObject *self)
 Test(typeobject, get_slot)
 {
     cr_assert_eq(PyType_Ready(&plain_type), 0);
-    cr_assert_eq(PyType_GetSlot(&plain_type, Py_tp_alloc), FP(PyType_GenericAlloc));
-    cr_assert_eq(PyType_GetSlot(&plain_type, Py_tp_free), FP(PyObject_Free));
+    cr_assert_eq(PyType_GetSlot(&plain_type, Py_tp_alloc), TEST_FP(PyType_GenericAlloc));
+    cr_assert_eq(PyType_GetSlot(&plain_type, Py_tp_free), TEST_FP(PyObject_Free));
     cr_assert_eq(PyType_GetSlot(&plain_type, Py_tp_base), (void *)&PyBaseObject_Type);
     cr_assert_eq(PyType_GetSlot(&PyBaseObject_Type, Py_tp_doc),
                  (void *)PyBaseObject_Type.tp_doc);
@@ -471,11 +427,11 @@ Test(typeobject, get_slot)
     test_expect_error(PyExc_SystemError, "bad argument to internal function");
     cr_assert_null(PyType_GetSlot(&plain_type, 1000));
     test_expect_error(PyExc_SystemError, "bad argument to internal function");
-    PyType_Slot slots[] = { { Py_tp_repr, FP(some_repr) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_repr, TEST_FP(some_repr) }, { 0, NULL } };
     PyType_Spec spec = { "test.WithRepr", 0, 0, Py_TPFLAGS_DEFAULT, slots };
     PyObject *t = PyType_FromSpec(&spec);
     cr_assert_not_null(t);
-    cr_assert_eq(PyType_GetSlot((PyTypeObject *)t, Py_tp_repr), FP(some_repr));
+    cr_assert_eq(PyType_GetSlot((PyTypeObject *)t, Py_tp_repr), TEST_FP(some_repr));
 }
 
 /* ---- method suites and CPython's layout ------------------------------------------- */
@@ -493,9 +449,9 @@ item_self(PyObject *self, Py_ssize_t i)
 Test(typeobject, from_spec_fills_the_method_suites)
 {
     PyType_Slot slots[] = {
-        { Py_sq_length, FP(seq_len_3) },
-        { Py_sq_item, FP(item_self) },
-        { Py_nb_bool, FP(bool_false) },
+        { Py_sq_length, TEST_FP(seq_len_3) },
+        { Py_sq_item, TEST_FP(item_self) },
+        { Py_nb_bool, TEST_FP(bool_false) },
         { 0, NULL },
     };
     PyType_Spec spec = { "test.Suites", sizeof(plain_object), 0,
@@ -503,24 +459,24 @@ Test(typeobject, from_spec_fills_the_method_suites)
     PyTypeObject *t = (PyTypeObject *)PyType_FromSpec(&spec);
     cr_assert_not_null(t);
     cr_assert_not_null(t->tp_as_sequence, "a heap type has its suites");
-    cr_assert_eq(FP(t->tp_as_sequence->sq_length), FP(seq_len_3));
-    cr_assert_eq(FP(t->tp_as_sequence->sq_item), FP(item_self));
-    cr_assert_eq(FP(t->tp_as_number->nb_bool), FP(bool_false));
+    cr_assert_eq(TEST_FP(t->tp_as_sequence->sq_length), TEST_FP(seq_len_3));
+    cr_assert_eq(TEST_FP(t->tp_as_sequence->sq_item), TEST_FP(item_self));
+    cr_assert_eq(TEST_FP(t->tp_as_number->nb_bool), TEST_FP(bool_false));
     cr_assert_null(t->tp_as_mapping->mp_length);
-    cr_assert_eq(PyType_GetSlot(t, Py_sq_length), FP(seq_len_3));
-    cr_assert_eq(PyType_GetSlot(t, Py_nb_bool), FP(bool_false));
+    cr_assert_eq(PyType_GetSlot(t, Py_sq_length), TEST_FP(seq_len_3));
+    cr_assert_eq(PyType_GetSlot(t, Py_nb_bool), TEST_FP(bool_false));
     cr_assert_null(PyType_GetSlot(t, Py_mp_subscript));
     cr_assert_null(PyErr_Occurred());
 
     /* a subtype takes the slots it leaves empty from its base, per slot */
-    PyType_Slot sub_slots[] = { { Py_mp_length, FP(map_len_0) }, { Py_tp_base, t }, { 0, NULL } };
+    PyType_Slot sub_slots[] = { { Py_mp_length, TEST_FP(map_len_0) }, { Py_tp_base, t }, { 0, NULL } };
     PyType_Spec sub_spec = { "test.SubSuites", sizeof(plain_object), 0, Py_TPFLAGS_DEFAULT,
                              sub_slots };
     PyTypeObject *sub = (PyTypeObject *)PyType_FromSpec(&sub_spec);
     cr_assert_not_null(sub);
-    cr_assert_eq(FP(sub->tp_as_sequence->sq_item), FP(item_self), "inherited per slot");
-    cr_assert_eq(FP(sub->tp_as_number->nb_bool), FP(bool_false));
-    cr_assert_eq(FP(sub->tp_as_mapping->mp_length), FP(map_len_0));
+    cr_assert_eq(TEST_FP(sub->tp_as_sequence->sq_item), TEST_FP(item_self), "inherited per slot");
+    cr_assert_eq(TEST_FP(sub->tp_as_number->nb_bool), TEST_FP(bool_false));
+    cr_assert_eq(TEST_FP(sub->tp_as_mapping->mp_length), TEST_FP(map_len_0));
     cr_assert_null(t->tp_as_mapping->mp_length, "the base's suite is not written");
 }
 
@@ -565,10 +521,10 @@ Test(typeobject, positional_initialiser_fills_cpythons_slots)
     cr_assert_eq(PyType_Ready(&positional_type), 0);
     cr_assert_str_eq(positional_type.tp_name, "test.Positional");
     cr_assert_eq(positional_type.tp_basicsize, (Py_ssize_t)sizeof(plain_object));
-    cr_assert_eq(FP(positional_type.tp_repr), FP(some_repr));
+    cr_assert_eq(TEST_FP(positional_type.tp_repr), TEST_FP(some_repr));
     cr_assert_str_eq(positional_type.tp_doc, "positional doc");
-    cr_assert_eq(PyType_GetSlot(&positional_type, Py_sq_item), FP(item_self));
-    cr_assert_eq(PyType_GetSlot(&positional_type, Py_tp_repr), FP(some_repr));
+    cr_assert_eq(PyType_GetSlot(&positional_type, Py_sq_item), TEST_FP(item_self));
+    cr_assert_eq(PyType_GetSlot(&positional_type, Py_tp_repr), TEST_FP(some_repr));
     PyObject *o = PyType_GenericAlloc(&positional_type, 0);
     cr_assert_not_null(o);
     cr_assert_eq(ft_object_is_true(o), 1, "sq_length 3: true");
@@ -694,8 +650,8 @@ Test(typeobject, from_spec_builds_an_immortal_heap_type)
     char doc[] = "A heap type.";
     PyType_Slot slots[] = {
         { Py_tp_doc, doc },
-        { Py_tp_free, FP(counting_free) },
-        { Py_tp_repr, FP(some_repr) },
+        { Py_tp_free, TEST_FP(counting_free) },
+        { Py_tp_repr, TEST_FP(some_repr) },
         { 0, NULL },
     };
     PyType_Spec spec = { name, sizeof(plain_object), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -768,9 +724,9 @@ Test(typeobject, from_spec_builds_an_immortal_heap_type)
 Test(typeobject, heap_type_finalizer_runs_once_and_may_resurrect)
 {
     PyType_Slot slots[] = {
-        { Py_tp_finalize, FP(counting_finalize) },
-        { Py_tp_traverse, FP(gc_traverse) },
-        { Py_tp_free, FP(counting_gc_free) },
+        { Py_tp_finalize, TEST_FP(counting_finalize) },
+        { Py_tp_traverse, TEST_FP(gc_traverse) },
+        { Py_tp_free, TEST_FP(counting_gc_free) },
         { 0, NULL },
     };
     PyType_Spec spec = { "testmod.Finalized", sizeof(gc_object), 0,
@@ -811,8 +767,8 @@ Test(typeobject, heap_type_finalizer_runs_once_and_may_resurrect)
 Test(typeobject, non_gc_finalizer_runs_on_each_death)
 {
     PyType_Slot slots[] = {
-        { Py_tp_finalize, FP(counting_finalize) },
-        { Py_tp_free, FP(counting_free) },
+        { Py_tp_finalize, TEST_FP(counting_finalize) },
+        { Py_tp_free, TEST_FP(counting_free) },
         { 0, NULL },
     };
     PyType_Spec spec = { "testmod.FinalizedPlain", sizeof(plain_object), 0,
@@ -915,8 +871,9 @@ from_spec_detached(void)
 
 Test(typeobject, from_spec_without_thread_state_is_fatal)
 {
-    expect_fatal(from_spec_detached,
-                 "Fatal Python error: PyType_FromSpec: called without an attached thread state");
+    test_expect_fatal(from_spec_detached,
+                      "Fatal Python error: PyType_FromSpec: "
+                      "called without an attached thread state");
 }
 
 Test(typeobject, from_spec_without_thread_state_aborts, .signal = SIGABRT)
@@ -961,13 +918,11 @@ heap_type_worker(void *arg)
     }
     atomic_fetch_add(&ht_allocated, 1);
     /* phase 2: wait (detached) for everyone, then drop the neighbour's */
+    bool all;
     Py_BEGIN_ALLOW_THREADS
-    int64_t deadline = test_now_ns() + 20 * 1000000000LL * FT_TIMEOUT_SCALE;
-    while (atomic_load(&ht_allocated) < HT_THREADS && test_now_ns() < deadline) {
-        test_sleep_ns(100000);
-    }
+    all = TEST_POLL_UNTIL(atomic_load(&ht_allocated) == HT_THREADS, 20000);
     Py_END_ALLOW_THREADS
-    if (atomic_load(&ht_allocated) < HT_THREADS) {
+    if (!all) {
         atomic_fetch_add(&ht_bad, 1);
     }
     int from = (i + 1) % HT_THREADS;
@@ -980,11 +935,11 @@ heap_type_worker(void *arg)
 
 Test(typeobject, heap_types_do_not_contend_under_8_threads, .timeout = FT_TIMEOUT(60))
 {
-    PyType_Slot plain_slots[] = { { Py_tp_free, FP(counting_free) }, { 0, NULL } };
+    PyType_Slot plain_slots[] = { { Py_tp_free, TEST_FP(counting_free) }, { 0, NULL } };
     PyType_Spec plain_spec = { "testmod.MTPlain", sizeof(plain_object), 0, Py_TPFLAGS_DEFAULT,
                                plain_slots };
-    PyType_Slot gc_slots[] = { { Py_tp_traverse, FP(gc_traverse) },
-                               { Py_tp_free, FP(counting_gc_free) }, { 0, NULL } };
+    PyType_Slot gc_slots[] = { { Py_tp_traverse, TEST_FP(gc_traverse) },
+                               { Py_tp_free, TEST_FP(counting_gc_free) }, { 0, NULL } };
     PyType_Spec gc_spec = { "testmod.MTGC", sizeof(gc_object), 0,
                             Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, gc_slots };
     ht_plain = (PyTypeObject *)PyType_FromSpec(&plain_spec);
@@ -1053,7 +1008,7 @@ Test(typeobject, finalize_frees_heap_types, .timeout = FT_TIMEOUT(120))
 {
     PyType_Slot slots[] = { { Py_tp_doc, "freed at finalization" }, { 0, NULL } };
     PyType_Spec spec = { "testmod.Cycle", sizeof(plain_object), 0, Py_TPFLAGS_DEFAULT, slots };
-    PyType_Slot gslots[] = { { Py_tp_traverse, FP(gc_traverse) }, { 0, NULL } };
+    PyType_Slot gslots[] = { { Py_tp_traverse, TEST_FP(gc_traverse) }, { 0, NULL } };
     PyType_Spec gspec = { "testmod.CycleGC", sizeof(gc_object), 0,
                           Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, gslots };
     Py_FinalizeEx();   /* the suite's set-up initialised once already */
@@ -1125,7 +1080,7 @@ always_false_richcompare(PyObject *a, PyObject *b, int op)
 
 Test(typeobject, defining_equality_without_hash_makes_unhashable)
 {
-    PyType_Slot slots[] = { { Py_tp_richcompare, FP(always_false_richcompare) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_richcompare, TEST_FP(always_false_richcompare) }, { 0, NULL } };
     PyType_Spec spec = { "testmod.EqOnly", 0, 0, Py_TPFLAGS_DEFAULT, slots };
     PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&spec);
     cr_assert_not_null(tp);
@@ -1171,13 +1126,13 @@ sub_cmp(PyObject *a, PyObject *b, int op)
 
 Test(typeobject, rich_compare_reflection_and_defaults)
 {
-    PyType_Slot bslots[] = { { Py_tp_richcompare, FP(base_cmp) },
-                             { Py_tp_hash, FP(PyBaseObject_Type.tp_hash) }, { 0, NULL } };
+    PyType_Slot bslots[] = { { Py_tp_richcompare, TEST_FP(base_cmp) },
+                             { Py_tp_hash, TEST_FP(PyBaseObject_Type.tp_hash) }, { 0, NULL } };
     PyType_Spec bspec = { "testmod.CmpBase", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
                           bslots };
     PyTypeObject *bt = (PyTypeObject *)PyType_FromSpec(&bspec);
     cr_assert_not_null(bt);
-    PyType_Slot sslots[] = { { Py_tp_base, bt }, { Py_tp_richcompare, FP(sub_cmp) },
+    PyType_Slot sslots[] = { { Py_tp_base, bt }, { Py_tp_richcompare, TEST_FP(sub_cmp) },
                              { 0, NULL } };
     PyType_Spec sspec = { "testmod.CmpSub", 0, 0, Py_TPFLAGS_DEFAULT, sslots };
     PyTypeObject *st = (PyTypeObject *)PyType_FromSpec(&sspec);
@@ -1261,7 +1216,7 @@ Test(typeobject, callable_check)
     cr_assert(PyCallable_Check((PyObject *)&PyType_Type));
     cr_assert_not(PyCallable_Check(Py_None));
     cr_assert_not(PyCallable_Check(NULL));
-    PyType_Slot slots[] = { { Py_tp_call, FP(call_me) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_call, TEST_FP(call_me) }, { 0, NULL } };
     PyType_Spec spec = { "testmod.Callable", 0, 0, Py_TPFLAGS_DEFAULT, slots };
     PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&spec);
     cr_assert_not_null(tp);
@@ -1301,7 +1256,7 @@ Test(typeobject, repr_and_str_defaults_and_slots)
     Py_DECREF(dr);
     Py_DECREF(x);
     /* a type's own slots are used */
-    PyType_Slot slots[] = { { Py_tp_repr, FP(some_repr) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_repr, TEST_FP(some_repr) }, { 0, NULL } };
     PyType_Spec spec = { "testmod.Repr", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots };
     PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&spec);
     PyObject *o = tp->tp_alloc(tp, 0);
@@ -1312,7 +1267,7 @@ Test(typeobject, repr_and_str_defaults_and_slots)
     cr_assert(PyUnicode_EqualToUTF8(r, "some repr"), "no tp_str: str falls back to repr");
     Py_DECREF(r);
     Py_DECREF(o);
-    PyType_Slot sslots[] = { { Py_tp_base, tp }, { Py_tp_str, FP(str_slot) }, { 0, NULL } };
+    PyType_Slot sslots[] = { { Py_tp_base, tp }, { Py_tp_str, TEST_FP(str_slot) }, { 0, NULL } };
     PyType_Spec sspec = { "testmod.Str", 0, 0, Py_TPFLAGS_DEFAULT, sslots };
     PyTypeObject *st = (PyTypeObject *)PyType_FromSpec(&sspec);
     o = st->tp_alloc(st, 0);

@@ -33,23 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void
-setup(void)
-{
-    Py_InitializeEx(0);
-}
-
-static void
-teardown(void)
-{
-    ft_alloc_fail_after(0);
-    if (Py_IsInitialized() && PyThreadState_GetUnchecked() != NULL) {
-        PyErr_Clear();
-        Py_FinalizeEx();
-    }
-}
-
-TestSuite(unicode, .init = setup, .fini = teardown, .timeout = FT_TIMEOUT(60));
+TestSuite(unicode, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(60));
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -684,15 +669,6 @@ Test(unicode, iterates_code_points)
 /* ---- FromFormat ---------------------------------------------------------- */
 
 /* A function as a slot's void * (ISO C has no cast between the two). */
-static void *
-fn_ptr(void (*f)(void))
-{
-    void *p;
-    memcpy(&p, &f, sizeof p);
-    return p;
-}
-#define FP(f) fn_ptr((void (*)(void))(f))
-
 static PyObject *
 raising_repr(PyObject *self)
 {
@@ -777,7 +753,7 @@ Test(unicode, from_format_errors)
     test_expect_error(PyExc_SystemError, "ends inside");
     cr_assert_null(PyUnicode_FromFormat(NULL));
     test_expect_error(PyExc_SystemError, "bad argument to internal function");
-    PyType_Slot slots[] = { { Py_tp_repr, FP(raising_repr) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_repr, TEST_FP(raising_repr) }, { 0, NULL } };
     PyObject *o = new_instance(slots, "test.RaisingRepr");
     cr_assert_null(PyUnicode_FromFormat("x %R y", o));
     test_expect_error(PyExc_RuntimeError, "repr failed on purpose");
@@ -843,8 +819,8 @@ Test(unicode, object_repr_and_str_defaults)
     Py_DECREF(r);
     Py_DECREF(o);
 
-    PyType_Slot bad[] = { { Py_tp_repr, FP(non_str_repr) },
-                          { Py_tp_str, FP(non_str_repr) }, { 0, NULL } };
+    PyType_Slot bad[] = { { Py_tp_repr, TEST_FP(non_str_repr) },
+                          { Py_tp_str, TEST_FP(non_str_repr) }, { 0, NULL } };
     o = new_instance(bad, "test.BadRepr");
     cr_assert_null(PyObject_Repr(o));
     test_expect_error(PyExc_TypeError, "__repr__ returned non-string (type NoneType)");
@@ -885,7 +861,7 @@ Test(unicode, object_print)
     test_expect_error(PyExc_OSError, "write error");
     fclose(ro);
     /* a repr that raises */
-    PyType_Slot slots[] = { { Py_tp_repr, FP(raising_repr) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_repr, TEST_FP(raising_repr) }, { 0, NULL } };
     PyObject *o = new_instance(slots, "test.RaisingRepr2");
     FILE *f = tmpfile();
     cr_assert_eq(PyObject_Print(o, f, 0), -1);

@@ -72,8 +72,12 @@ reader(void *arg)
             atomic_fetch_add(&s->bad, 1);
         }
         ft_rcu_read_unlock();
-        ft_rcu_quiescent();   /* a safe point: no pointer held past here */
+        /* Counted before the quiescent point: a grace period ends only
+         * after each reader's next one, so every synchronize() the writer
+         * returns from has seen this count grow, however the threads are
+         * scheduled (valgrind runs one at a time). */
         atomic_fetch_add_explicit(&s->reads, 1, memory_order_relaxed);
+        ft_rcu_quiescent();   /* a safe point: no pointer held past here */
     }
     ft_rcu_unregister_thread();
     return NULL;
@@ -118,6 +122,9 @@ Test(rcu, synchronize_then_free_never_frees_under_a_reader, .timeout = FT_TIMEOU
     cr_log_info("%ld reads during %d updates", reads, UPDATES);
     cr_assert_eq(atomic_load(&s.bad), 0, "a reader saw a freed node");
     cr_assert_gt(reads, 0);
+    /* Each grace period waited for a fresh quiescent point of every reader,
+     * and a read was counted before each. */
+    cr_assert_geq(reads, (long)READERS * UPDATES, "a grace period did not wait for every reader");
 }
 
 static shared *callback_shared;
