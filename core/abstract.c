@@ -236,6 +236,157 @@ PyIter_Next(PyObject *iter)
 
 /* ---- sequences --------------------------------------------------------------------------- */
 
+/* CPython's _PySequence_IterSearch: walk seq's iterator comparing each
+ * item with ob (item == ob, by PyObject_RichCompareBool).  The iterator
+ * hands out a new reference per index (a list's reads the list one index
+ * at a time), so a comparison, which may run arbitrary code, never holds a
+ * borrowed item or a lock.  Contains: 1 or 0; count: the matches; index:
+ * the first match's index, else ValueError.  -1 with an exception. */
+typedef enum { SEARCH_CONTAINS, SEARCH_COUNT, SEARCH_INDEX } search_op;
+
+static Py_ssize_t
+iter_search(PyObject *seq, PyObject *ob, search_op op)
+{
+    PyObject *it = PyObject_GetIter(seq);
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            type_error("argument of type '%.200s' is not iterable", seq);
+        }
+        return -1;
+    }
+    Py_ssize_t n = 0;   /* matches (count), or the index of item (index) */
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) {
+        int cmp = PyObject_RichCompareBool(item, ob, Py_EQ);
+        Py_DECREF(item);
+        if (cmp < 0) {
+            goto fail;
+        }
+        if (cmp > 0 && op != SEARCH_COUNT) {
+            Py_DECREF(it);
+            return op == SEARCH_INDEX ? n : 1;
+        }
+        if (n == PY_SSIZE_T_MAX && (cmp > 0 || op == SEARCH_INDEX)) {
+            PyErr_SetString(PyExc_OverflowError, op == SEARCH_COUNT
+                                                     ? "count exceeds C integer size"
+                                                     : "index exceeds C integer size");
+            goto fail;
+        }
+        if (cmp > 0 || op == SEARCH_INDEX) {
+            n++;
+        }
+    }
+    if (PyErr_Occurred()) {
+        goto fail;
+    }
+    Py_DECREF(it);
+    if (op == SEARCH_INDEX) {
+        PyErr_SetString(PyExc_ValueError, "sequence.index(x): x not in sequence");
+        return -1;
+    }
+    return op == SEARCH_COUNT ? n : 0;
+fail:
+    Py_DECREF(it);
+    return -1;
+}
+
+/* CPython's binary_op1 for one number slot (offset into PyNumberMethods):
+ * v's slot, w's first if w's type is a subtype of v's with a different
+ * slot, then w's; a new reference to Py_NotImplemented if neither takes
+ * the operands.  The sequence functions fall back to it for types that
+ * define nb_add / nb_multiply but no sequence slot (CPython: classes with
+ * __add__ / __mul__ only). */
+static binaryfunc
+nb_slot(PyObject *o, size_t slot)
+{
+    PyNumberMethods *nb = Py_TYPE(o)->tp_as_number;
+    return nb != NULL ? *(binaryfunc *)((char *)nb + slot) : NULL;
+}
+
+static PyObject *
+binary_op1(PyObject *v, PyObject *w, size_t slot)
+{
+    binaryfunc slotv = nb_slot(v, slot);
+    binaryfunc slotw = Py_IS_TYPE(w, Py_TYPE(v)) ? NULL : nb_slot(w, slot);
+    if (slotw == slotv) {
+        slotw = NULL;
+    }
+    if (slotv != NULL) {
+        PyObject *x;
+        if (slotw != NULL && PyType_IsSubtype(Py_TYPE(w), Py_TYPE(v))) {
+            x = slotw(v, w);
+            if (x != Py_NotImplemented) {
+                return x;
+            }
+            Py_DECREF(x);
+            slotw = NULL;
+        }
+        x = slotv(v, w);
+        if (x != Py_NotImplemented) {
+            return x;
+        }
+        Py_DECREF(x);
+    }
+    if (slotw != NULL) {
+        return slotw(v, w);
+    }
+    return Py_NewRef(Py_NotImplemented);
+}
+
+/* The fallback of the four functions below: v's in-place slot first
+ * (iop, 0 for none), then binary_op1 on op; a new reference to
+ * Py_NotImplemented if nothing takes the operands. */
+static PyObject *
+number_fallback(PyObject *v, PyObject *w, size_t iop, size_t op)
+{
+    binaryfunc f = iop != 0 ? nb_slot(v, iop) : NULL;
+    if (f != NULL) {
+        PyObject *x = f(v, w);
+        if (x != Py_NotImplemented) {
+            return x;
+        }
+        Py_DECREF(x);
+    }
+    return binary_op1(v, w, op);
+}
+
+#define CANT_CONCAT "'%.200s' object can't be concatenated"
+#define CANT_REPEAT "'%.200s' object can't be repeated"
+
+/* s + o by the number slots, for two sequences only. */
+static PyObject *
+number_concat(PyObject *s, PyObject *o, size_t iop, size_t op)
+{
+    if (PySequence_Check(s) && PySequence_Check(o)) {
+        PyObject *x = number_fallback(s, o, iop, op);
+        if (x != Py_NotImplemented) {
+            return x;
+        }
+        Py_DECREF(x);
+    }
+    return type_error(CANT_CONCAT, s);
+}
+
+/* o * count by the number slots (count passed as an int), for a
+ * sequence only. */
+static PyObject *
+number_repeat(PyObject *o, Py_ssize_t count, size_t iop, size_t op)
+{
+    if (PySequence_Check(o)) {
+        PyObject *n = PyLong_FromSsize_t(count);
+        if (n == NULL) {
+            return NULL;
+        }
+        PyObject *x = number_fallback(o, n, iop, op);
+        Py_DECREF(n);
+        if (x != Py_NotImplemented) {
+            return x;
+        }
+        Py_DECREF(x);
+    }
+    return type_error(CANT_REPEAT, o);
+}
+
 int
 PySequence_Check(PyObject *o)
 {
@@ -320,26 +471,118 @@ PySequence_Contains(PyObject *seq, PyObject *ob)
     if (sq != NULL && sq->sq_contains != NULL) {
         return sq->sq_contains(seq, ob);
     }
-    /* Otherwise search by iteration, as CPython does. */
-    PyObject *it = PyObject_GetIter(seq);
-    if (it == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_Format(PyExc_TypeError, "argument of type '%.200s' is not iterable",
-                         Py_TYPE(seq)->tp_name);
-        }
+    return (int)iter_search(seq, ob, SEARCH_CONTAINS);   /* as CPython does */
+}
+
+Py_ssize_t
+PySequence_Count(PyObject *seq, PyObject *ob)
+{
+    if (seq == NULL || ob == NULL) {
+        null_error();
         return -1;
     }
-    PyObject *item;
-    int found = 0;
-    while (found == 0 && (item = PyIter_Next(it)) != NULL) {
-        found = PyObject_RichCompareBool(item, ob, Py_EQ);
-        Py_DECREF(item);
-    }
-    Py_DECREF(it);
-    if (found == 0 && PyErr_Occurred()) {
+    return iter_search(seq, ob, SEARCH_COUNT);
+}
+
+Py_ssize_t
+PySequence_Index(PyObject *seq, PyObject *ob)
+{
+    if (seq == NULL || ob == NULL) {
+        null_error();
         return -1;
     }
-    return found;
+    return iter_search(seq, ob, SEARCH_INDEX);
+}
+
+#define NB(slot) offsetof(PyNumberMethods, slot)
+
+PyObject *
+PySequence_Concat(PyObject *s, PyObject *o)
+{
+    if (s == NULL || o == NULL) {
+        return null_error();
+    }
+    PySequenceMethods *sq = Py_TYPE(s)->tp_as_sequence;
+    if (sq != NULL && sq->sq_concat != NULL) {
+        return sq->sq_concat(s, o);
+    }
+    return number_concat(s, o, 0, NB(nb_add));
+}
+
+PyObject *
+PySequence_Repeat(PyObject *o, Py_ssize_t count)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_repeat != NULL) {
+        return sq->sq_repeat(o, count);
+    }
+    return number_repeat(o, count, 0, NB(nb_multiply));
+}
+
+PyObject *
+PySequence_InPlaceConcat(PyObject *s, PyObject *o)
+{
+    if (s == NULL || o == NULL) {
+        return null_error();
+    }
+    PySequenceMethods *sq = Py_TYPE(s)->tp_as_sequence;
+    if (sq != NULL && sq->sq_inplace_concat != NULL) {
+        return sq->sq_inplace_concat(s, o);
+    }
+    if (sq != NULL && sq->sq_concat != NULL) {
+        return sq->sq_concat(s, o);
+    }
+    return number_concat(s, o, NB(nb_inplace_add), NB(nb_add));
+}
+
+PyObject *
+PySequence_InPlaceRepeat(PyObject *o, Py_ssize_t count)
+{
+    if (o == NULL) {
+        return null_error();
+    }
+    PySequenceMethods *sq = Py_TYPE(o)->tp_as_sequence;
+    if (sq != NULL && sq->sq_inplace_repeat != NULL) {
+        return sq->sq_inplace_repeat(o, count);
+    }
+    if (sq != NULL && sq->sq_repeat != NULL) {
+        return sq->sq_repeat(o, count);
+    }
+    return number_repeat(o, count, NB(nb_inplace_multiply), NB(nb_multiply));
+}
+
+/* s[i1:i2].  CPython builds a slice object and calls mp_subscript; ftrt
+ * has no slice objects yet, so only exact lists and tuples are sliced
+ * (negative bounds count from the end, as a slice's do), and any other
+ * type is "unsliceable". */
+PyObject *
+PySequence_GetSlice(PyObject *s, Py_ssize_t i1, Py_ssize_t i2)
+{
+    if (s == NULL) {
+        return null_error();
+    }
+    if (PyList_CheckExact(s) && i1 >= 0 && i2 >= 0) {
+        return PyList_GetSlice(s, i1, i2);   /* one copy under the list's lock */
+    }
+    if (!PyList_CheckExact(s) && !PyTuple_CheckExact(s)) {
+        return type_error("'%.200s' object is unsliceable", s);
+    }
+    /* A negative bound needs the length the items are copied at: slice a
+     * snapshot (a list's is taken under its lock). */
+    PyObject *t = PySequence_Tuple(s);
+    if (t == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    PyObject *res = PyTuple_GetSlice(t, i1 < 0 ? i1 + n : i1, i2 < 0 ? i2 + n : i2);
+    Py_DECREF(t);
+    if (res != NULL && PyList_CheckExact(s)) {
+        Py_SETREF(res, PySequence_List(res));
+    }
+    return res;
 }
 
 PyObject *

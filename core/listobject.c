@@ -1269,11 +1269,145 @@ list_ass_subscript(PyObject *op, PyObject *key, PyObject *v)
     return list_ass_item(op, i, v);
 }
 
+/* ---- concatenation and repetition ------------------------------------------------------- */
+
+/* New references to src[0..n) into dst (a new list's array). */
+static void
+copy_refs(PyObject **dst, PyObject *const *src, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        dst[i] = Py_XNewRef(src[i]);
+    }
+}
+
+/* a + b: copied under both lists' locks (one section: a snapshot of the
+ * two together), into a list allocated outside them, as PyList_GetSlice
+ * does; again if a size changed meanwhile. */
+static PyObject *
+list_concat(PyObject *aa, PyObject *bb)
+{
+    if (!PyList_Check(bb)) {
+        PyErr_Format(PyExc_TypeError, "can only concatenate list (not \"%.200s\") to list",
+                     Py_TYPE(bb)->tp_name);
+        return NULL;
+    }
+    PyListObject *a = _PyList_CAST(aa), *b = _PyList_CAST(bb);
+    for (;;) {
+        Py_ssize_t na = load_size(a), nb = load_size(b);
+        if (na > PY_SSIZE_T_MAX - nb) {
+            return PyErr_NoMemory();
+        }
+        PyObject *res = PyList_New(na + nb);
+        if (res == NULL) {
+            return NULL;
+        }
+        bool done = false;
+        Py_BEGIN_CRITICAL_SECTION2(a, b);
+        list_note_access(a);
+        list_note_access(b);
+        if (load_size(a) == na && load_size(b) == nb) {
+            PyObject **dst = _PyList_CAST(res)->ob_item;
+            copy_refs(dst, a->ob_item, na);
+            copy_refs(dst + na, b->ob_item, nb);
+            done = true;
+        }
+        Py_END_CRITICAL_SECTION2();
+        if (done) {
+            return res;
+        }
+        Py_DECREF(res);
+    }
+}
+
+/* self * n (n <= 0: empty): a snapshot of self, n times, copied the same
+ * way. */
+static PyObject *
+list_repeat(PyObject *op, Py_ssize_t n)
+{
+    PyListObject *self = _PyList_CAST(op);
+    for (;;) {
+        Py_ssize_t size = load_size(self);
+        if (size == 0 || n <= 0) {
+            return PyList_New(0);
+        }
+        if (size > PY_SSIZE_T_MAX / n) {
+            return PyErr_NoMemory();
+        }
+        PyObject *res = PyList_New(size * n);
+        if (res == NULL) {
+            return NULL;
+        }
+        bool done = false;
+        Py_BEGIN_CRITICAL_SECTION(self);
+        list_note_access(self);
+        if (load_size(self) == size) {
+            PyObject **dst = _PyList_CAST(res)->ob_item;
+            for (Py_ssize_t k = 0; k < n; k++) {
+                copy_refs(dst + k * size, self->ob_item, size);
+            }
+            done = true;
+        }
+        Py_END_CRITICAL_SECTION();
+        if (done) {
+            return res;
+        }
+        Py_DECREF(res);
+    }
+}
+
+/* self += iterable: PyList_Extend (a list operand is snapshotted first). */
+static PyObject *
+list_inplace_concat(PyObject *op, PyObject *other)
+{
+    if (PyList_Extend(op, other) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(op);
+}
+
+/* self *= n: n < 1 clears; otherwise the items are repeated in place, in
+ * one critical section (list_resize, then stores of new references to the
+ * items already there: nothing is called that could run other code). */
+static PyObject *
+list_inplace_repeat(PyObject *op, Py_ssize_t n)
+{
+    if (n < 1) {
+        (void)PyList_Clear(op);
+        return Py_NewRef(op);
+    }
+    PyListObject *self = _PyList_CAST(op);
+    int rc = 0;
+    Py_BEGIN_CRITICAL_SECTION(self);
+    list_note_access(self);
+    Py_ssize_t size = load_size(self);
+    if (n > 1 && size > 0) {
+        if (size > PY_SSIZE_T_MAX / n) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
+        else {
+            rc = list_resize(self, size * n);
+        }
+        if (rc == 0) {
+            PyObject **items = self->ob_item;
+            for (Py_ssize_t i = size; i < size * n; i++) {
+                list_store(self, items, i, Py_XNewRef(items[i % size]));
+            }
+        }
+    }
+    Py_END_CRITICAL_SECTION();
+    return rc < 0 ? NULL : Py_NewRef(op);
+}
+
 static PySequenceMethods list_as_sequence = {
     .sq_length = list_length,
+    .sq_concat = list_concat,
+    .sq_repeat = list_repeat,
     .sq_item = list_item,
     .sq_ass_item = list_ass_item,
     .sq_contains = list_contains,
+    .sq_inplace_concat = list_inplace_concat,
+    .sq_inplace_repeat = list_inplace_repeat,
 };
 
 static PyMappingMethods list_as_mapping = {

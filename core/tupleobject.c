@@ -365,8 +365,72 @@ tupleiter_traverse(PyObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* a + b, CPython's: an exact tuple plus an empty one is itself. */
+static PyObject *
+tuple_concat(PyObject *a, PyObject *b)
+{
+    if (!PyTuple_Check(b)) {
+        PyErr_Format(PyExc_TypeError, "can only concatenate tuple (not \"%.200s\") to tuple",
+                     Py_TYPE(b)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t na = Py_SIZE(a), nb = Py_SIZE(b);
+    if (nb == 0 && PyTuple_CheckExact(a)) {
+        return Py_NewRef(a);
+    }
+    if (na == 0 && PyTuple_CheckExact(b)) {
+        return Py_NewRef(b);
+    }
+    if (na > PY_SSIZE_T_MAX - nb) {
+        return PyErr_NoMemory();
+    }
+    if (na + nb == 0) {
+        return EMPTY_TUPLE;
+    }
+    PyTupleObject *op = tuple_alloc(na + nb);
+    if (op == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < na; i++) {
+        op->ob_item[i] = Py_XNewRef(PyTuple_GET_ITEM(a, i));
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        op->ob_item[na + i] = Py_XNewRef(PyTuple_GET_ITEM(b, i));
+    }
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
+/* a * n, CPython's: n <= 0 is (), an exact tuple once (or an empty one)
+ * is itself, too many items a MemoryError. */
+static PyObject *
+tuple_repeat(PyObject *a, Py_ssize_t n)
+{
+    Py_ssize_t size = Py_SIZE(a);
+    if ((size == 0 || n == 1) && PyTuple_CheckExact(a)) {
+        return Py_NewRef(a);
+    }
+    if (size == 0 || n <= 0) {
+        return EMPTY_TUPLE;
+    }
+    if (size > PY_SSIZE_T_MAX / n) {
+        return PyErr_NoMemory();
+    }
+    PyTupleObject *op = tuple_alloc(size * n);
+    if (op == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < size * n; i++) {
+        op->ob_item[i] = Py_XNewRef(PyTuple_GET_ITEM(a, i % size));
+    }
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
 static PySequenceMethods tuple_as_sequence = {
     .sq_length = tuple_length,
+    .sq_concat = tuple_concat,
+    .sq_repeat = tuple_repeat,
     .sq_item = tuple_item,
     .sq_contains = tuple_contains,
 };

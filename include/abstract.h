@@ -29,6 +29,18 @@ PyAPI_FUNC(PyObject *) PySequence_GetItem(PyObject *o, Py_ssize_t i);
 PyAPI_FUNC(int) PySequence_SetItem(PyObject *o, Py_ssize_t i, PyObject *v);
 PyAPI_FUNC(int) PySequence_DelItem(PyObject *o, Py_ssize_t i);
 PyAPI_FUNC(int) PySequence_Contains(PyObject *seq, PyObject *ob);
+/* How many items equal ob; the index of the first (ValueError if none). */
+PyAPI_FUNC(Py_ssize_t) PySequence_Count(PyObject *seq, PyObject *ob);
+PyAPI_FUNC(Py_ssize_t) PySequence_Index(PyObject *seq, PyObject *ob);
+/* s + o, o * count (count <= 0: empty), and the in-place forms (a list
+ * is changed and returned; a type without them gets the plain ones). */
+PyAPI_FUNC(PyObject *) PySequence_Concat(PyObject *s, PyObject *o);
+PyAPI_FUNC(PyObject *) PySequence_Repeat(PyObject *o, Py_ssize_t count);
+PyAPI_FUNC(PyObject *) PySequence_InPlaceConcat(PyObject *s, PyObject *o);
+PyAPI_FUNC(PyObject *) PySequence_InPlaceRepeat(PyObject *o, Py_ssize_t count);
+/* s[i1:i2] of an exact list or tuple (no slice objects yet: any other
+ * type raises TypeError, "unsliceable"). */
+PyAPI_FUNC(PyObject *) PySequence_GetSlice(PyObject *s, Py_ssize_t i1, Py_ssize_t i2);
 PyAPI_FUNC(PyObject *) PySequence_Tuple(PyObject *o);
 PyAPI_FUNC(PyObject *) PySequence_List(PyObject *o);
 /* o itself if it is a list or tuple, else a new list of its items; m is

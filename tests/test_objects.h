@@ -1,10 +1,10 @@
-/* Helpers shared by the test files that use the Python-level API (tests/
- * core/): a runtime per test, checking the exception a call left set, type
- * slots, the object header's fields, running a job on another thread with
- * a thread state, the 8-thread create-then-hand-over stress, and thread
- * states (their words, kinds, breakers, and the registry's length).  The
- * white-box readers (tid_of, kind_of, ...) keep short names: tests use them
- * in nearly every assertion. */
+/* Helpers shared by the test files that use the Python-level API
+ * (tests/core/): a runtime per test, checking the exception a call left
+ * set, type slots, reprs, the object header's fields, running a job on
+ * another thread with a thread state, the 8-thread create-then-hand-over
+ * stress, and thread states (their words, kinds, breakers, and the
+ * registry's length).  The white-box readers (tid_of, kind_of, ...) keep
+ * short names: tests use them in nearly every assertion. */
 #ifndef FT_TEST_OBJECTS_H
 #define FT_TEST_OBJECTS_H
 
@@ -75,6 +75,18 @@ test_expect_error_is(PyObject *type, const char *msg)
         cr_assert_str_eq(PyException_GetMessageUTF8(exc), msg);
     }
     Py_DECREF(exc);
+}
+
+/* ---- reprs ----------------------------------------------------------------------------- */
+
+/* repr(o) succeeds and is exactly `want`. */
+static inline void
+test_expect_repr(PyObject *o, const char *want)
+{
+    PyObject *r = PyObject_Repr(o);
+    cr_assert_not_null(r, "repr raised");
+    cr_assert_str_eq(PyUnicode_AsUTF8(r), want);
+    Py_DECREF(r);
 }
 
 /* ---- types --------------------------------------------------------------------------- */

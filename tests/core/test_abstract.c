@@ -515,3 +515,245 @@ Test(abstract, list_index_adjusted_and_out_of_range)
     Py_DECREF(v);
     Py_DECREF(l);
 }
+
+/* ---- concatenation, repetition, search, slices ------------------------------------------ */
+
+/* seq holds exactly the ints vals[0..n), read through PySequence_GetItem. */
+static void
+expect_items(PyObject *seq, const long *vals, Py_ssize_t n)
+{
+    cr_assert_eq(PySequence_Size(seq), n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = PySequence_GetItem(seq, i);
+        cr_assert_not_null(x);
+        cr_assert_eq(PyLong_AsLong(x), vals[i], "index %zd", i);
+        Py_DECREF(x);
+    }
+}
+
+Test(abstract, concat_and_repeat_errors)
+{
+    PyObject *l = list3(), *v = num(7);
+    cr_assert_null(PySequence_Concat(Py_None, l));
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object can't be concatenated");
+    cr_assert_null(PySequence_Concat(v, l));
+    test_expect_error_is(PyExc_TypeError, "'int' object can't be concatenated");
+    cr_assert_null(PySequence_InPlaceConcat(Py_None, l));
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object can't be concatenated");
+    cr_assert_null(PySequence_Repeat(Py_None, 2));
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object can't be repeated");
+    cr_assert_null(PySequence_Repeat(v, 2));
+    test_expect_error_is(PyExc_TypeError, "'int' object can't be repeated");
+    cr_assert_null(PySequence_InPlaceRepeat(Py_None, 2));
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object can't be repeated");
+    PyObject *d = PyDict_New();
+    cr_assert_null(PySequence_Concat(d, d));
+    test_expect_error_is(PyExc_TypeError, "'dict' object can't be concatenated");
+    /* A sequence with neither a sequence nor a number slot for it. */
+    PyTypeObject *tp;
+    PyObject *s = new_seq(true, &tp);
+    cr_assert_null(PySequence_Concat(s, s));
+    test_expect_error_is(PyExc_TypeError, "'test.seq' object can't be concatenated");
+    cr_assert_null(PySequence_InPlaceRepeat(s, 2));
+    test_expect_error_is(PyExc_TypeError, "'test.seq' object can't be repeated");
+    /* NULL. */
+    cr_assert_null(PySequence_Concat(NULL, l));
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_null(PySequence_Concat(l, NULL));
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_null(PySequence_InPlaceConcat(l, NULL));
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_null(PySequence_Repeat(NULL, 1));
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_null(PySequence_InPlaceRepeat(NULL, 1));
+    test_expect_error_is(PyExc_SystemError, NULL);
+    static const long items[] = { 100, 101, 102 };
+    expect_items(l, items, 3);
+    Py_DECREF(s);
+    Py_DECREF(tp);
+    Py_DECREF(d);
+    Py_DECREF(v);
+    Py_DECREF(l);
+}
+
+/* A sequence whose + and * are number slots only (CPython: a class with
+ * __add__ / __mul__): they record their operands and return a marker. */
+static PyObject *nb_left, *nb_right;
+static int nb_add_calls, nb_mul_calls, nb_iadd_calls;
+
+static PyObject *
+nbseq_record(PyObject *a, PyObject *b, int *calls)
+{
+    ++*calls;
+    nb_left = a;
+    nb_right = b;
+    return PyUnicode_FromString("ok");
+}
+
+static PyObject *nbseq_add(PyObject *a, PyObject *b) { return nbseq_record(a, b, &nb_add_calls); }
+static PyObject *nbseq_mul(PyObject *a, PyObject *b) { return nbseq_record(a, b, &nb_mul_calls); }
+static PyObject *nbseq_iadd(PyObject *a, PyObject *b) { return nbseq_record(a, b, &nb_iadd_calls); }
+
+Test(abstract, number_slots_are_the_fallback)
+{
+    PyType_Slot slots[] = {
+        { Py_sq_item, TEST_FP(seq_item) },
+        { Py_nb_add, TEST_FP(nbseq_add) },
+        { Py_nb_multiply, TEST_FP(nbseq_mul) },
+        { Py_nb_inplace_add, TEST_FP(nbseq_iadd) },
+        { 0, NULL },
+    };
+    PyType_Spec spec = { "test.nbseq", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots };
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&spec);
+    cr_assert_not_null(tp);
+    PyObject *o = PyType_GenericAlloc(tp, 0);
+    PyObject *t = PyTuple_New(0);
+    PyObject *r = PySequence_Concat(o, t);
+    cr_assert_not_null(r);
+    cr_assert_eq(nb_add_calls, 1);
+    cr_assert(nb_left == o && nb_right == t);
+    Py_DECREF(r);
+    r = PySequence_InPlaceConcat(o, t);
+    cr_assert_not_null(r);
+    cr_assert_eq(nb_iadd_calls, 1, "the in-place slot first");
+    cr_assert_eq(nb_add_calls, 1);
+    Py_DECREF(r);
+    r = PySequence_Repeat(o, 5);
+    cr_assert_not_null(r);
+    cr_assert_eq(nb_mul_calls, 1);
+    cr_assert_eq(nb_left, o);
+    cr_assert_eq(PyLong_AsLong(nb_right), 5, "the count as an int");
+    Py_DECREF(r);
+    r = PySequence_InPlaceRepeat(o, 2);   /* no nb_inplace_multiply: nb_multiply */
+    cr_assert_not_null(r);
+    cr_assert_eq(nb_mul_calls, 2);
+    Py_DECREF(r);
+    /* Not both sequences: no fallback. */
+    cr_assert_null(PySequence_Concat(o, Py_None));
+    test_expect_error_is(PyExc_TypeError, "'test.nbseq' object can't be concatenated");
+    cr_assert_eq(nb_add_calls, 1);
+    Py_DECREF(t);
+    Py_DECREF(o);
+    Py_DECREF(tp);
+}
+
+/* An object equal to nothing, whose comparison raises once `cmp_raise`. */
+static bool cmp_raise;
+
+static PyObject *
+raising_richcompare(PyObject *a, PyObject *b, int op)
+{
+    (void)a;
+    (void)b;
+    (void)op;
+    if (cmp_raise) {
+        PyErr_SetString(PyExc_ValueError, "no comparing");
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
+Test(abstract, count_and_index)
+{
+    PyObject *x = num(1000), *y = num(1001), *z = num(1002);
+    PyObject *l = PyList_New(0);
+    PyObject *items[] = { x, y, x, y, x };
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(PyList_Append(l, items[i]), 0);
+    }
+    PyObject *t = PySequence_Tuple(l);
+    PyObject *seqs[] = { l, t };
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(PySequence_Count(seqs[i], x), 3);
+        cr_assert_eq(PySequence_Count(seqs[i], y), 2);
+        cr_assert_eq(PySequence_Count(seqs[i], z), 0);
+        cr_assert_eq(PySequence_Index(seqs[i], x), 0);
+        cr_assert_eq(PySequence_Index(seqs[i], y), 1);
+        cr_assert_eq(PySequence_Contains(seqs[i], y), 1);
+        cr_assert_eq(PySequence_Contains(seqs[i], z), 0);
+        cr_assert_eq(PySequence_Index(seqs[i], z), -1);
+        test_expect_error_is(PyExc_ValueError, "sequence.index(x): x not in sequence");
+    }
+    /* Equal, not identical. */
+    PyObject *y2 = num(1001);
+    cr_assert_eq(PySequence_Index(l, y2), 1);
+    cr_assert_eq(PySequence_Count(t, y2), 2);
+    Py_DECREF(y2);
+    /* Not iterable, NULL. */
+    cr_assert_eq(PySequence_Count(Py_None, x), -1);
+    test_expect_error_is(PyExc_TypeError, "argument of type 'NoneType' is not iterable");
+    cr_assert_eq(PySequence_Index(Py_None, x), -1);
+    test_expect_error_is(PyExc_TypeError, "argument of type 'NoneType' is not iterable");
+    cr_assert_eq(PySequence_Count(NULL, x), -1);
+    test_expect_error_is(PyExc_SystemError, NULL);
+    cr_assert_eq(PySequence_Index(l, NULL), -1);
+    test_expect_error_is(PyExc_SystemError, NULL);
+    /* A comparison's error stops the search. */
+    PyType_Slot slots[] = { { Py_tp_richcompare, TEST_FP(raising_richcompare) }, { 0, NULL } };
+    PyType_Spec spec = { "test.raiser", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots };
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&spec);
+    cr_assert_not_null(tp);
+    PyObject *r = PyType_GenericAlloc(tp, 0);
+    cr_assert_eq(PyList_Append(l, r), 0);
+    cr_assert_eq(PySequence_Count(l, z), 0, "z == r is False");
+    cmp_raise = true;
+    cr_assert_eq(PySequence_Count(l, r), -1);
+    test_expect_error_is(PyExc_ValueError, "no comparing");
+    cr_assert_eq(PySequence_Index(l, r), -1);
+    test_expect_error_is(PyExc_ValueError, "no comparing");
+    cmp_raise = false;
+    Py_DECREF(r);
+    Py_DECREF(tp);
+    Py_DECREF(t);
+    Py_DECREF(l);
+    Py_DECREF(x);
+    Py_DECREF(y);
+    Py_DECREF(z);
+}
+
+Test(abstract, getslice)
+{
+    PyObject *l = list3();
+    PyObject *t = PySequence_Tuple(l);
+    PyObject *seqs[] = { l, t };
+    static const long all[] = { 100, 101, 102 };
+    for (int i = 0; i < 2; i++) {
+        PyObject *s = PySequence_GetSlice(seqs[i], 1, 3);
+        cr_assert(Py_IS_TYPE(s, Py_TYPE(seqs[i])), "a slice of the same type");
+        expect_items(s, all + 1, 2);
+        Py_DECREF(s);
+        /* Negative bounds count from the end, as a slice's. */
+        s = PySequence_GetSlice(seqs[i], -2, PY_SSIZE_T_MAX);
+        cr_assert(Py_IS_TYPE(s, Py_TYPE(seqs[i])));
+        expect_items(s, all + 1, 2);
+        Py_DECREF(s);
+        s = PySequence_GetSlice(seqs[i], -100, -1);
+        expect_items(s, all, 2);
+        Py_DECREF(s);
+        s = PySequence_GetSlice(seqs[i], 2, 1);
+        expect_items(s, NULL, 0);
+        Py_DECREF(s);
+        s = PySequence_GetSlice(seqs[i], 0, 100);
+        expect_items(s, all, 3);
+        Py_DECREF(s);
+    }
+    PyObject *s = PySequence_GetSlice(l, 0, 3);
+    cr_assert(s != l, "a list's slice is a new list");
+    Py_DECREF(s);
+    /* No slice objects: nothing else can be sliced. */
+    PyObject *d = PyDict_New();
+    cr_assert_null(PySequence_GetSlice(d, 0, 1));
+    test_expect_error_is(PyExc_TypeError, "'dict' object is unsliceable");
+    cr_assert_null(PySequence_GetSlice(Py_None, 0, 1));
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object is unsliceable");
+    cr_assert_null(PySequence_GetSlice(NULL, 0, 1));
+    test_expect_error_is(PyExc_SystemError, NULL);
+    ft_alloc_fail_after(1);
+    cr_assert_null(PySequence_GetSlice(l, -2, 3));
+    ft_alloc_fail_after(0);
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    expect_items(l, all, 3);
+    Py_DECREF(d);
+    Py_DECREF(t);
+    Py_DECREF(l);
+}

@@ -18,6 +18,7 @@
  * the same tests run in the GIL build.
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -865,9 +866,7 @@ static void *
 worker_main(void *p)
 {
     worker *w = p;
-    while (!atomic_load(w->go)) {   /* detached while waiting: no GIL held */
-        sched_yield();
-    }
+    TEST_HELPER_WAIT(atomic_load(w->go), 10000);   /* detached meanwhile: no GIL held */
     PyGILState_STATE g = PyGILState_Ensure();
     w->fn(w);
     PyGILState_Release(g);
@@ -1501,15 +1500,6 @@ slot_fn(void (*f)(void))
     return p;
 }
 
-static void
-expect_repr(PyObject *o, const char *want)
-{
-    PyObject *r = PyObject_Repr(o);
-    cr_assert_not_null(r, "repr raised");
-    cr_assert_str_eq(PyUnicode_AsUTF8(r), want);
-    Py_DECREF(r);
-}
-
 /* d[key] = value (a str key); the caller's reference to value is dropped. */
 static void
 set_str(PyObject *d, const char *key, PyObject *value)
@@ -1522,9 +1512,9 @@ set_str(PyObject *d, const char *key, PyObject *value)
 Test(dict, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
 {
     PyObject *d = PyDict_New();
-    expect_repr(d, "{}");
+    test_expect_repr(d, "{}");
     set_str(d, "a", PyLong_FromLong(1));
-    expect_repr(d, "{'a': 1}");
+    test_expect_repr(d, "{'a': 1}");
     PyObject *two = PyLong_FromLong(2), *l = PyList_New(0), *three = PyLong_FromLong(3);
     cr_assert_eq(PyList_Append(l, three), 0);
     cr_assert_eq(PyDict_SetItem(d, two, l), 0);
@@ -1533,14 +1523,14 @@ Test(dict, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
     PyObject *t = PyTuple_Pack(1, three);
     cr_assert_eq(PyDict_SetItem(d, t, inner), 0);
     set_str(d, "e", PyDict_New());
-    expect_repr(d, "{'a': 1, 2: [3], (3,): {'x': None}, 'e': {}}");
+    test_expect_repr(d, "{'a': 1, 2: [3], (3,): {'x': None}, 'e': {}}");
     PyObject *s = PyObject_Str(d);   /* str falls back to repr */
     cr_assert_str_eq(PyUnicode_AsUTF8(s), "{'a': 1, 2: [3], (3,): {'x': None}, 'e': {}}");
     Py_DECREF(s);
     /* Deleted entries leave no trace; insertion order is kept. */
     cr_assert_eq(PyDict_DelItem(d, two), 0);
     set_str(d, "a", PyLong_FromLong(10));
-    expect_repr(d, "{'a': 10, (3,): {'x': None}, 'e': {}}");
+    test_expect_repr(d, "{'a': 10, (3,): {'x': None}, 'e': {}}");
     Py_DECREF(t);
     Py_DECREF(inner);
     Py_DECREF(three);
@@ -1553,12 +1543,12 @@ Test(dict, repr_of_a_dict_inside_itself_is_elided, .init = setup, .fini = teardo
 {
     PyObject *d = PyDict_New();
     cr_assert_eq(PyDict_SetItemString(d, "self", d), 0);
-    expect_repr(d, "{'self': {...}}");
+    test_expect_repr(d, "{'self': {...}}");
     PyObject *l = PyList_New(0);
     cr_assert_eq(PyList_Append(l, d), 0);
     cr_assert_eq(PyDict_SetItemString(d, "l", l), 0);
-    expect_repr(d, "{'self': {...}, 'l': [{...}]}");
-    expect_repr(l, "[{'self': {...}, 'l': [...]}]");
+    test_expect_repr(d, "{'self': {...}, 'l': [{...}]}");
+    test_expect_repr(l, "[{'self': {...}, 'l': [...]}]");
     cr_assert_eq(Py_ReprEnter(d), 0, "no guard left behind");
     Py_ReprLeave(d);
     PyDict_Clear(d);   /* break the cycles: no cycle GC yet */
@@ -1610,7 +1600,7 @@ Test(dict, repr_error_from_a_value_propagates, .init = setup, .fini = teardown)
     /* The walk dropped its references: the dict is intact and usable. */
     cr_assert_eq(PyDict_Size(d), 2);
     cr_assert_eq(PyDict_DelItemString(d, "bad"), 0);
-    expect_repr(outer, "{'inner': {'ok': 1}}");
+    test_expect_repr(outer, "{'inner': {'ok': 1}}");
     Py_DECREF(outer);
     Py_DECREF(d);
 }
@@ -1623,7 +1613,7 @@ Test(dict, repr_survives_a_value_that_empties_the_dict, .init = setup, .fini = t
     set_str(d, "first", raising_repr_new());
     set_str(d, "second", PyLong_FromLong(100002));
     repr_clear_dict = d;
-    expect_repr(d, "{'first': <emptied>}");
+    test_expect_repr(d, "{'first': <emptied>}");
     repr_clear_dict = NULL;
     cr_assert_eq(PyDict_Size(d), 0);
     Py_DECREF(d);
@@ -1832,7 +1822,7 @@ Test(dict, g67_fresh_dict_subclasses_assigned_from_ten_threads_all_freed, .init 
     atomic_fetch_add(&g67_live, 1);
     cr_assert(PyDict_Check(probe) && !PyDict_CheckExact(probe));
     set_str(probe, "foo", PyLong_FromLong(1));
-    expect_repr(probe, "{'foo': 1}");
+    test_expect_repr(probe, "{'foo': 1}");
     Py_DECREF(probe);
     cr_assert_eq(atomic_load(&g67_live), 0);
 

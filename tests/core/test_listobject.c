@@ -24,6 +24,7 @@
  * free-threaded: grace periods need its quiescent state).
  */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
@@ -31,23 +32,8 @@
 
 #include <stdlib.h>
 
-TestSuite(listobject, .timeout = FT_TIMEOUT(60));
-
-static void setup(void) { Py_InitializeEx(0); }
-static void teardown(void) { cr_assert_eq(Py_FinalizeEx(), 0); }
-
-static void
-expect_exc(PyObject *type, const char *msg)
-{
-    cr_assert_not_null(PyErr_Occurred(), "no exception set");
-    PyObject *e = PyErr_GetRaisedException();
-    cr_assert(PyErr_GivenExceptionMatches(e, type), "wrong exception type %s",
-              Py_TYPE(e)->tp_name);
-    if (msg != NULL) {
-        cr_assert_str_eq(PyException_GetMessageUTF8(e), msg);
-    }
-    Py_DECREF(e);
-}
+TestSuite(listobject, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(60));
 
 static PyObject *
 num(long v)
@@ -89,7 +75,7 @@ expect_list(PyObject *l, const long *vals, Py_ssize_t n)
 
 /* ---- creation, items -------------------------------------------------------------- */
 
-Test(listobject, new_and_size, .init = setup, .fini = teardown)
+Test(listobject, new_and_size)
 {
     PyObject *l = PyList_New(3);
     cr_assert(PyList_Check(l) && PyList_CheckExact(l));
@@ -107,16 +93,16 @@ Test(listobject, new_and_size, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, new_errors, .init = setup, .fini = teardown)
+Test(listobject, new_errors)
 {
     cr_assert_null(PyList_New(-1));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_null(PyList_New(PY_SSIZE_T_MAX));
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     ft_alloc_fail_after(1);   /* the object */
     cr_assert_null(PyList_New(4));
     ft_alloc_fail_after(0);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     /* The array (the object is the first allocation, unless a new GC
      * heap block is needed first: try both positions). */
     for (int nth = 2; nth <= 3; nth++) {
@@ -124,19 +110,19 @@ Test(listobject, new_errors, .init = setup, .fini = teardown)
         PyObject *l = PyList_New(4);
         ft_alloc_fail_after(0);
         if (l == NULL) {
-            expect_exc(PyExc_MemoryError, NULL);
+            test_expect_error_is(PyExc_MemoryError, NULL);
         }
         else {
             Py_DECREF(l);
         }
     }
     cr_assert_eq(PyList_Size(Py_None), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyList_Size(NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
 }
 
-Test(listobject, append_insert_get, .init = setup, .fini = teardown)
+Test(listobject, append_insert_get)
 {
     static const long init[] = { 1010, 1020, 1030 };
     PyObject *l = mklist(init, 3);
@@ -157,32 +143,32 @@ Test(listobject, append_insert_get, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, item_errors, .init = setup, .fini = teardown)
+Test(listobject, item_errors)
 {
     static const long init[] = { 1 };
     PyObject *l = mklist(init, 1);
     cr_assert_null(PyList_GetItem(l, 1));
-    expect_exc(PyExc_IndexError, "list index out of range");
+    test_expect_error_is(PyExc_IndexError, "list index out of range");
     cr_assert_null(PyList_GetItem(l, -1));
-    expect_exc(PyExc_IndexError, "list index out of range");
+    test_expect_error_is(PyExc_IndexError, "list index out of range");
     cr_assert_null(PyList_GetItemRef(l, 5));
-    expect_exc(PyExc_IndexError, "list index out of range");
+    test_expect_error_is(PyExc_IndexError, "list index out of range");
     cr_assert_null(PyList_GetItemRef(Py_None, 0));
-    expect_exc(PyExc_TypeError, "expected a list");
+    test_expect_error_is(PyExc_TypeError, "expected a list");
     cr_assert_null(PyList_GetItem(Py_None, 0));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyList_Append(Py_None, Py_None), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyList_Append(l, NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyList_Insert(Py_None, 0, Py_None), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyList_Insert(l, 0, NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     Py_DECREF(l);
 }
 
-Test(listobject, setitem_steals, .init = setup, .fini = teardown)
+Test(listobject, setitem_steals)
 {
     static const long init[] = { 1, 2 };
     PyObject *l = mklist(init, 2);
@@ -194,15 +180,15 @@ Test(listobject, setitem_steals, .init = setup, .fini = teardown)
     /* Errors drop the stolen reference. */
     Py_INCREF(a);
     cr_assert_eq(PyList_SetItem(l, 2, a), -1);
-    expect_exc(PyExc_IndexError, "list assignment index out of range");
+    test_expect_error_is(PyExc_IndexError, "list assignment index out of range");
     cr_assert_eq(Py_REFCNT(a), 2);
     Py_INCREF(a);
     cr_assert_eq(PyList_SetItem(l, -1, a), -1);
-    expect_exc(PyExc_IndexError, "list assignment index out of range");
+    test_expect_error_is(PyExc_IndexError, "list assignment index out of range");
     cr_assert_eq(Py_REFCNT(a), 2);
     Py_INCREF(a);
     cr_assert_eq(PyList_SetItem(Py_None, 0, a), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(Py_REFCNT(a), 2);
     /* Replacing drops the old item. */
     cr_assert_eq(PyList_SetItem(l, 1, num(7001)), 0);
@@ -216,7 +202,7 @@ Test(listobject, setitem_steals, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, append_grows_and_keeps_items, .init = setup, .fini = teardown)
+Test(listobject, append_grows_and_keeps_items)
 {
     PyObject *l = PyList_New(0);
     for (long i = 0; i < 1000; i++) {
@@ -233,7 +219,7 @@ Test(listobject, append_grows_and_keeps_items, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, append_insert_out_of_memory, .init = setup, .fini = teardown)
+Test(listobject, append_insert_out_of_memory)
 {
     static const long init[] = { 1, 2, 3, 4 };
     PyObject *l = mklist(init, 4);
@@ -248,11 +234,11 @@ Test(listobject, append_insert_out_of_memory, .init = setup, .fini = teardown)
     ft_alloc_fail_after(1);
     cr_assert_eq(PyList_Append(l, x), -1);
     ft_alloc_fail_after(0);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     ft_alloc_fail_after(1);
     cr_assert_eq(PyList_Insert(l, 0, x), -1);
     ft_alloc_fail_after(0);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     cr_assert_eq(PyList_GET_SIZE(l), n, "the list is unchanged");
     cr_assert_eq(val(PyList_GET_ITEM(l, 0)), 1);
     cr_assert_eq(Py_REFCNT(x), 1, "no reference leaked");
@@ -262,7 +248,7 @@ Test(listobject, append_insert_out_of_memory, .init = setup, .fini = teardown)
 
 /* ---- slices ----------------------------------------------------------------------- */
 
-Test(listobject, getslice, .init = setup, .fini = teardown)
+Test(listobject, getslice)
 {
     static const long init[] = { 0, 1, 2, 3, 4 };
     PyObject *l = mklist(init, 5);
@@ -278,16 +264,16 @@ Test(listobject, getslice, .init = setup, .fini = teardown)
     cr_assert_eq(PyList_Size(s), 0);
     Py_DECREF(s);
     cr_assert_null(PyList_GetSlice(Py_None, 0, 1));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     ft_alloc_fail_after(1);
     s = PyList_GetSlice(l, 0, 3);
     ft_alloc_fail_after(0);
     cr_assert_null(s);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     Py_DECREF(l);
 }
 
-Test(listobject, setslice_replace_insert_delete, .init = setup, .fini = teardown)
+Test(listobject, setslice_replace_insert_delete)
 {
     static const long init[] = { 0, 1, 2, 3, 4 };
     PyObject *l = mklist(init, 5);
@@ -312,16 +298,16 @@ Test(listobject, setslice_replace_insert_delete, .init = setup, .fini = teardown
     static const long w4[] = { 10, 11, 11 };
     expect_list(l, w4, 3);
     cr_assert_eq(PyList_SetSlice(l, 1, 1, Py_None), -1);
-    expect_exc(PyExc_TypeError, "can only assign an iterable");
+    test_expect_error_is(PyExc_TypeError, "can only assign an iterable");
     cr_assert_eq(PyList_SetSlice(Py_None, 0, 0, NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     expect_list(l, w4, 3);
     Py_DECREF(t);
     Py_DECREF(src);
     Py_DECREF(l);
 }
 
-Test(listobject, setslice_out_of_memory, .init = setup, .fini = teardown)
+Test(listobject, setslice_out_of_memory)
 {
     static const long init[] = { 0, 1, 2, 3 };
     PyObject *l = mklist(init, 4);
@@ -338,7 +324,7 @@ Test(listobject, setslice_out_of_memory, .init = setup, .fini = teardown)
         ft_alloc_fail_after(0);
         if (rc < 0) {
             failures++;
-            expect_exc(PyExc_MemoryError, NULL);
+            test_expect_error_is(PyExc_MemoryError, NULL);
             expect_list(l, init, 4);
         }
         else {
@@ -362,7 +348,7 @@ Test(listobject, setslice_out_of_memory, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, extend_clear_astuple, .init = setup, .fini = teardown)
+Test(listobject, extend_clear_astuple)
 {
     static const long a[] = { 1001, 1002 };
     PyObject *l = mklist(a, 2);
@@ -379,28 +365,28 @@ Test(listobject, extend_clear_astuple, .init = setup, .fini = teardown)
     Py_DECREF(it);
     cr_assert_eq(PyList_Size(l), 10);
     cr_assert_eq(PyList_Extend(l, Py_None), -1);
-    expect_exc(PyExc_TypeError, "'NoneType' object is not iterable");
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object is not iterable");
     cr_assert_eq(PyList_Extend(Py_None, t), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyList_Extend(l, NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     PyObject *x = PyList_GET_ITEM(l, 0);
     Py_ssize_t before = Py_REFCNT(x);
     cr_assert_eq(PyList_Clear(l), 0);
     cr_assert_eq(PyList_Size(l), 0);
     cr_assert_eq(Py_REFCNT(x), before - 5, "Clear drops the references");
     cr_assert_eq(PyList_Clear(Py_None), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     PyObject *e = PyList_AsTuple(l);
     cr_assert_eq(e, PyTuple_New(0));
     cr_assert_null(PyList_AsTuple(t));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     /* Out of memory (a 40-item tuple: the extension must resize). */
     cr_assert_eq(PyList_Extend(l, t), 0);
     ft_alloc_fail_after(1);
     cr_assert_null(PyList_AsTuple(l));
     ft_alloc_fail_after(0);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     PyObject *t40 = PyTuple_New(40);
     for (int i = 0; i < 40; i++) {
         PyTuple_SET_ITEM(t40, i, Py_NewRef(Py_None));
@@ -411,13 +397,13 @@ Test(listobject, extend_clear_astuple, .init = setup, .fini = teardown)
     Py_DECREF(t40);
     cr_assert_eq(rc40, -1);
     ft_alloc_fail_after(0);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     expect_list(l, a, 2);
     Py_DECREF(t);
     Py_DECREF(l);
 }
 
-Test(listobject, reverse, .init = setup, .fini = teardown)
+Test(listobject, reverse)
 {
     static const long a[] = { 1, 2, 3, 4, 5 };
     static const long r[] = { 5, 4, 3, 2, 1 };
@@ -427,14 +413,14 @@ Test(listobject, reverse, .init = setup, .fini = teardown)
     PyObject *e = PyList_New(0);
     cr_assert_eq(PyList_Reverse(e), 0);
     cr_assert_eq(PyList_Reverse(Py_None), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     Py_DECREF(e);
     Py_DECREF(l);
 }
 
 /* ---- sort --------------------------------------------------------------------------- */
 
-Test(listobject, sort_ints, .init = setup, .fini = teardown)
+Test(listobject, sort_ints)
 {
     srand(12345);
     long vals[3000];
@@ -454,7 +440,7 @@ Test(listobject, sort_ints, .init = setup, .fini = teardown)
     }
     cr_assert_eq(sum, want);
     cr_assert_eq(PyList_Sort(Py_None), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     Py_DECREF(l);
 }
 
@@ -488,20 +474,11 @@ keyed_richcompare(PyObject *a, PyObject *b, int op)
     return PyBool_FromLong(((keyed *)a)->key < ((keyed *)b)->key);
 }
 
-/* A function as a slot's void * (ISO C has no cast between the two). */
-static void *
-fn_ptr(void (*f)(void))
-{
-    void *p;
-    memcpy(&p, &f, sizeof p);
-    return p;
-}
-
 static void
 make_keyed_type(void)
 {
     PyType_Slot slots[] = {
-        { Py_tp_richcompare, fn_ptr((void (*)(void))keyed_richcompare) }, { 0, NULL } };
+        { Py_tp_richcompare, TEST_FP(keyed_richcompare) }, { 0, NULL } };
     PyType_Spec spec = { "test.keyed", sizeof(keyed), 0, Py_TPFLAGS_DEFAULT, slots };
     keyed_type = (PyTypeObject *)PyType_FromSpec(&spec);
     cr_assert_not_null(keyed_type);
@@ -537,7 +514,7 @@ expect_permutation(PyObject *l, int n)
     free(seen);
 }
 
-Test(listobject, sort_is_stable, .init = setup, .fini = teardown)
+Test(listobject, sort_is_stable)
 {
     make_keyed_type();
     PyObject *l = keyed_list(1000, 10);
@@ -551,7 +528,7 @@ Test(listobject, sort_is_stable, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, sort_error_propagates_and_keeps_items, .init = setup, .fini = teardown)
+Test(listobject, sort_error_propagates_and_keeps_items)
 {
     make_keyed_type();
     for (int after = 0; after < 2000; after += 97) {
@@ -562,7 +539,7 @@ Test(listobject, sort_error_propagates_and_keeps_items, .init = setup, .fini = t
         compare_calls_before_error = -1;
         if (left == 0) {
             cr_assert_eq(rc, -1);
-            expect_exc(PyExc_RuntimeError, "comparison failed");
+            test_expect_error_is(PyExc_RuntimeError, "comparison failed");
         }
         else {
             cr_assert_eq(rc, 0);
@@ -575,19 +552,19 @@ Test(listobject, sort_error_propagates_and_keeps_items, .init = setup, .fini = t
     PyList_SET_ITEM(l, 0, num(1));
     PyList_SET_ITEM(l, 1, Py_NewRef(Py_None));
     cr_assert_eq(PyList_Sort(l), -1);
-    expect_exc(PyExc_TypeError, NULL);
+    test_expect_error_is(PyExc_TypeError, NULL);
     cr_assert_eq(PyList_Size(l), 2);
     Py_DECREF(l);
 }
 
-Test(listobject, sort_detects_modification, .init = setup, .fini = teardown)
+Test(listobject, sort_detects_modification)
 {
     make_keyed_type();
     PyObject *l = keyed_list(100, 100);
     mutate_list = l;   /* every comparison appends None to the list being sorted */
     cr_assert_eq(PyList_Sort(l), -1);
     mutate_list = NULL;
-    expect_exc(PyExc_ValueError, "list modified during sort");
+    test_expect_error_is(PyExc_ValueError, "list modified during sort");
     expect_permutation(l, 100);   /* the appended Nones are discarded */
     for (int i = 1; i < 100; i++) {
         cr_assert_lt(((keyed *)PyList_GET_ITEM(l, i - 1))->key,
@@ -596,7 +573,7 @@ Test(listobject, sort_detects_modification, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, sort_out_of_memory, .init = setup, .fini = teardown)
+Test(listobject, sort_out_of_memory)
 {
     static const long a[] = { 3, 1, 2 };
     static const long s[] = { 1, 2, 3 };
@@ -604,7 +581,7 @@ Test(listobject, sort_out_of_memory, .init = setup, .fini = teardown)
     ft_alloc_fail_after(1);
     cr_assert_eq(PyList_Sort(l), -1);
     ft_alloc_fail_after(0);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     expect_list(l, a, 3);
     cr_assert_eq(PyList_Sort(l), 0);
     expect_list(l, s, 3);
@@ -613,7 +590,7 @@ Test(listobject, sort_out_of_memory, .init = setup, .fini = teardown)
 
 /* ---- comparison, iteration, slots ---------------------------------------------------------- */
 
-Test(listobject, richcompare, .init = setup, .fini = teardown)
+Test(listobject, richcompare)
 {
     static const long a[] = { 1, 2, 3 }, b[] = { 1, 2, 4 };
     PyObject *la = mklist(a, 3), *la2 = mklist(a, 3), *lb = mklist(b, 3), *lp = mklist(a, 2);
@@ -630,9 +607,9 @@ Test(listobject, richcompare, .init = setup, .fini = teardown)
     PyObject *ln = PyList_New(1);
     PyList_SET_ITEM(ln, 0, Py_NewRef(Py_None));
     cr_assert_eq(PyObject_RichCompareBool(ln, lp, Py_LT), -1);
-    expect_exc(PyExc_TypeError, NULL);
+    test_expect_error_is(PyExc_TypeError, NULL);
     cr_assert_eq(PyObject_Hash(la), -1);
-    expect_exc(PyExc_TypeError, "unhashable type: 'list'");
+    test_expect_error_is(PyExc_TypeError, "unhashable type: 'list'");
     Py_DECREF(ln);
     Py_DECREF(t);
     Py_DECREF(la);
@@ -641,7 +618,7 @@ Test(listobject, richcompare, .init = setup, .fini = teardown)
     Py_DECREF(lp);
 }
 
-Test(listobject, iteration_sees_changes, .init = setup, .fini = teardown)
+Test(listobject, iteration_sees_changes)
 {
     static const long a[] = { 1, 2, 3 };
     PyObject *l = mklist(a, 3);
@@ -678,7 +655,7 @@ Test(listobject, iteration_sees_changes, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, sequence_and_mapping_slots, .init = setup, .fini = teardown)
+Test(listobject, sequence_and_mapping_slots)
 {
     static const long a[] = { 10, 20, 30 };
     PyObject *l = mklist(a, 3);
@@ -700,19 +677,113 @@ Test(listobject, sequence_and_mapping_slots, .init = setup, .fini = teardown)
     cr_assert_eq(PyList_Size(l), 2);
     k = num(2);
     cr_assert_null(PyObject_GetItem(l, k));
-    expect_exc(PyExc_IndexError, "list index out of range");
+    test_expect_error_is(PyExc_IndexError, "list index out of range");
     cr_assert_eq(PyObject_SetItem(l, k, Py_None), -1);
-    expect_exc(PyExc_IndexError, "list assignment index out of range");
+    test_expect_error_is(PyExc_IndexError, "list assignment index out of range");
     cr_assert_eq(PyObject_DelItem(l, k), -1);
-    expect_exc(PyExc_IndexError, "list assignment index out of range");
+    test_expect_error_is(PyExc_IndexError, "list assignment index out of range");
     Py_DECREF(k);
     cr_assert_null(PyObject_GetItem(l, Py_None));
-    expect_exc(PyExc_TypeError, "list indices must be integers or slices, not NoneType");
+    test_expect_error_is(PyExc_TypeError, "list indices must be integers or slices, not NoneType");
     cr_assert_eq(PySequence_DelItem(l, -2), 0);
     static const long w[] = { 20 };
     expect_list(l, w, 1);
     PyList_Clear(l);
     cr_assert_eq(PyObject_IsTrue(l), 0);
+    Py_DECREF(l);
+}
+
+Test(listobject, concat_and_repeat)
+{
+    static const long a[] = { 1000, 1001 }, b[] = { 2000 };
+    PyObject *la = mklist(a, 2), *lb = mklist(b, 1);
+    PyObject *r = PySequence_Concat(la, lb);
+    static const long ab[] = { 1000, 1001, 2000 };
+    expect_list(r, ab, 3);
+    cr_assert(r != la && PyList_CheckExact(r));
+    cr_assert_eq(PyList_GET_ITEM(r, 0), PyList_GET_ITEM(la, 0), "the same items");
+    Py_DECREF(r);
+    r = PySequence_Concat(la, la);   /* both locks are one */
+    static const long aa[] = { 1000, 1001, 1000, 1001 };
+    expect_list(r, aa, 4);
+    Py_DECREF(r);
+    r = PySequence_Repeat(la, 2);
+    expect_list(r, aa, 4);
+    Py_DECREF(r);
+    for (Py_ssize_t n = 0; n >= -1; n--) {
+        r = PySequence_Repeat(la, n);
+        cr_assert(PyList_CheckExact(r) && r != la);
+        expect_list(r, NULL, 0);
+        Py_DECREF(r);
+    }
+    expect_list(la, a, 2);
+    /* Errors: CPython's messages. */
+    PyObject *t = PyTuple_New(0);
+    cr_assert_null(PySequence_Concat(la, t));
+    test_expect_error_is(PyExc_TypeError, "can only concatenate list (not \"tuple\") to list");
+    cr_assert_null(PySequence_Repeat(la, PY_SSIZE_T_MAX / 2 + 1));
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    /* Out of memory: the new list. */
+    ft_alloc_fail_after(1);
+    cr_assert_null(PySequence_Concat(la, lb));
+    ft_alloc_fail_after(0);
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    ft_alloc_fail_after(1);
+    cr_assert_null(PySequence_Repeat(la, 3));
+    ft_alloc_fail_after(0);
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    expect_list(la, a, 2);
+    cr_assert_eq(Py_REFCNT(PyList_GET_ITEM(la, 0)), 1, "no reference leaked");
+    Py_DECREF(t);
+    Py_DECREF(lb);
+    Py_DECREF(la);
+}
+
+Test(listobject, inplace_concat_and_repeat)
+{
+    static const long a[] = { 1000, 1001 }, b[] = { 2000 };
+    PyObject *l = mklist(a, 2), *lb = mklist(b, 1);
+    PyObject *r = PySequence_InPlaceConcat(l, lb);
+    cr_assert_eq(r, l, "changed in place");
+    Py_DECREF(r);
+    static const long ab[] = { 1000, 1001, 2000 };
+    expect_list(l, ab, 3);
+    PyObject *t = PyTuple_Pack(1, PyList_GET_ITEM(lb, 0));   /* any iterable */
+    r = PySequence_InPlaceConcat(l, t);
+    cr_assert_eq(r, l);
+    Py_DECREF(r);
+    static const long abb[] = { 1000, 1001, 2000, 2000 };
+    expect_list(l, abb, 4);
+    cr_assert_null(PySequence_InPlaceConcat(l, Py_None));
+    test_expect_error_is(PyExc_TypeError, "'NoneType' object is not iterable");
+    r = PySequence_InPlaceConcat(l, l);
+    Py_DECREF(r);
+    cr_assert_eq(PyList_Size(l), 8, "l += l doubles l");
+    r = PySequence_InPlaceRepeat(lb, 3);
+    cr_assert_eq(r, lb);
+    Py_DECREF(r);
+    static const long bbb[] = { 2000, 2000, 2000 };
+    expect_list(lb, bbb, 3);
+    r = PySequence_InPlaceRepeat(lb, 1);
+    Py_DECREF(r);
+    expect_list(lb, bbb, 3);
+    /* Too many, and out of memory for the bigger array: lb unchanged. */
+    cr_assert_null(PySequence_InPlaceRepeat(lb, PY_SSIZE_T_MAX / 2));
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    ft_alloc_fail_after(1);
+    cr_assert_null(PySequence_InPlaceRepeat(lb, 100));
+    ft_alloc_fail_after(0);
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    expect_list(lb, bbb, 3);
+    for (Py_ssize_t n = 0; n >= -1; n--) {
+        r = PySequence_InPlaceRepeat(l, n);
+        cr_assert_eq(r, l);
+        Py_DECREF(r);
+        expect_list(l, NULL, 0);
+    }
+    cr_assert_eq(Py_REFCNT(PyList_GET_ITEM(lb, 0)), 4, "lb's three, t's one");
+    Py_DECREF(t);
+    Py_DECREF(lb);
     Py_DECREF(l);
 }
 
@@ -724,7 +795,7 @@ count_visit(PyObject *op, void *arg)
     return 0;
 }
 
-Test(listobject, traverse_clear_dealloc, .init = setup, .fini = teardown)
+Test(listobject, traverse_clear_dealloc)
 {
     PyObject *x = num(9000);
     PyObject *l = PyList_New(3);
@@ -906,7 +977,7 @@ g61_reader(long id)
     }
 }
 
-Test(listobject, g61_readers_iterate_while_writer_appends, .init = setup, .fini = teardown)
+Test(listobject, g61_readers_iterate_while_writer_appends)
 {
     reset_shared();
     run_threads(1, g61_writer, g61_reader, 10);
@@ -917,6 +988,112 @@ Test(listobject, g61_readers_iterate_while_writer_appends, .init = setup, .fini 
     if (ft_free_threaded) {
         cr_assert(ft_gc_bits(l) & FT_GC_SHARED, "non-owner readers mark the list SHARED");
     }
+    Py_DECREF(l);
+}
+
+/* concat/repeat snapshots ------------------------------------------------------------------ */
+
+/* The writer fills the shared list with 1000, 1001, ... (S.n items),
+ * waits until the reader has completed a pass that began after the
+ * appends, and clears it; SNAP_ROUNDS times.  The reader concatenates and
+ * repeats the list meanwhile: every result must be k copies of one prefix
+ * of 1000, 1001, ... (a snapshot), and the pass the writer waits for sees
+ * the whole list. */
+#define SNAP_ROUNDS 50
+#define SNAP_ITEMS 300
+
+static void
+snap_writer(long id)
+{
+    (void)id;
+    wait_go();
+    PyObject *l = atomic_load(&S.list);
+    for (int round = 0; round < SNAP_ROUNDS; round++) {
+        for (long i = 0; i < S.n; i++) {
+            PyObject *o = PyLong_FromLong(1000 + i);
+            if (o == NULL || PyList_Append(l, o) < 0) {
+                atomic_fetch_add(&S.errors, 1);
+                PyErr_Clear();
+            }
+            Py_XDECREF(o);
+        }
+        long base = atomic_load(&S.reads);
+        bool seen;
+        Py_BEGIN_ALLOW_THREADS
+        seen = TEST_POLL_UNTIL(atomic_load(&S.reads) >= base + 2, 20000);
+        Py_END_ALLOW_THREADS
+        if (!seen) {
+            atomic_fetch_add(&S.errors, 1000);
+        }
+        PyList_Clear(l);
+    }
+    atomic_store(&S.writer_done, 1);
+}
+
+/* r's length if r is k copies of 1000, 1001, ... m - 1 (m may be 0), else
+ * -1 (an exception cleared). */
+static long
+snap_prefix(PyObject *r, long k)
+{
+    if (r == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (!PyList_CheckExact(r) || PyList_GET_SIZE(r) % k != 0) {
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(r);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyLong_AsLong(PyList_GET_ITEM(r, i)) != 1000 + i % (n / k)) {
+            return -1;
+        }
+    }
+    return n / k;
+}
+
+static void
+snap_reader(long id)
+{
+    (void)id;
+    wait_go();
+    PyObject *l = atomic_load(&S.list);
+    int64_t deadline = test_now_ns() + 30000000000LL * FT_TIMEOUT_SCALE;
+    while (!atomic_load(&S.writer_done)) {
+        PyObject *fresh = PyList_New(0);
+        PyObject *res[3] = { PySequence_Concat(l, l), PySequence_Repeat(l, 3),
+                             fresh != NULL ? PySequence_InPlaceConcat(fresh, l) : NULL };
+        static const long copies[3] = { 2, 3, 1 };
+        for (int j = 0; j < 3; j++) {
+            long m = snap_prefix(res[j], copies[j]);
+            if (m < 0) {
+                atomic_fetch_add(&S.errors, 1);
+            }
+            else if (m == S.n) {
+                atomic_fetch_add(&S.seen_full, 1);
+            }
+            Py_XDECREF(res[j]);
+        }
+        Py_XDECREF(fresh);
+        atomic_fetch_add(&S.reads, 1);
+        if (test_now_ns() > deadline) {
+            atomic_fetch_add(&S.errors, 1000000);
+            return;
+        }
+        breathe();
+    }
+}
+
+Test(listobject, concat_and_repeat_are_snapshots_while_appending_and_clearing)
+{
+    reset_shared();
+    S.n = SNAP_ITEMS;
+    PyObject *l = PyList_New(0);
+    atomic_store(&S.list, l);
+    run_threads(1, snap_writer, snap_reader, 1);
+    cr_assert_eq(atomic_load(&S.errors), 0, "%ld bad results", atomic_load(&S.errors));
+    cr_assert_geq(atomic_load(&S.seen_full), 3 * SNAP_ROUNDS,
+                  "each round, one pass's three results hold the whole list");
+    cr_assert_eq(PyList_Size(l), 0);
     Py_DECREF(l);
 }
 
@@ -958,7 +1135,7 @@ g62_swapper(long id)
     }
 }
 
-Test(listobject, g62_concurrent_swaps, .init = setup, .fini = teardown)
+Test(listobject, g62_concurrent_swaps)
 {
     reset_shared();
     PyObject *u[2] = { num(62000), num(62001) };
@@ -1073,7 +1250,7 @@ g63_reader(long id)
     }
 }
 
-Test(listobject, g63_heap_with_lock_free_peeks, .init = setup, .fini = teardown)
+Test(listobject, g63_heap_with_lock_free_peeks)
 {
     reset_shared();
     atomic_store(&g63_pushed, 0);
@@ -1147,7 +1324,7 @@ g64_iterator(long id)
     }
 }
 
-Test(listobject, g64_iterators_never_see_foreign_objects, .init = setup, .fini = teardown)
+Test(listobject, g64_iterators_never_see_foreign_objects)
 {
     reset_shared();
     PyObject *u[G64_UNIVERSE];
@@ -1274,7 +1451,7 @@ st_worker(long id)
     }
 }
 
-Test(listobject, stress_random_ops_exact_invariants, .init = setup, .fini = teardown)
+Test(listobject, stress_random_ops_exact_invariants)
 {
     reset_shared();
     for (int i = 0; i < ST_THREADS * ST_OPS; i++) {
@@ -1316,7 +1493,7 @@ slow_reader(long id)
     slow_item = PyList_GetItemRef(atomic_load(&S.list), 0);
 }
 
-Test(listobject, slow_path_marks_shared, .init = setup, .fini = teardown)
+Test(listobject, slow_path_marks_shared)
 {
     reset_shared();
     PyObject *x = num(77777);
@@ -1384,7 +1561,7 @@ read_while_locked(PyObject *l, bool *finished_while_locked)
     PyEval_RestoreThread(save);
 }
 
-Test(listobject, shared_reads_do_not_take_the_lock, .init = setup, .fini = teardown)
+Test(listobject, shared_reads_do_not_take_the_lock)
 {
     if (!ft_free_threaded) {
         cr_skip_test("the GIL build has no lock-free reads (the GIL excludes writers)");
@@ -1462,7 +1639,7 @@ sort_reader(long id)
     }
 }
 
-Test(listobject, sort_with_concurrent_readers, .init = setup, .fini = teardown)
+Test(listobject, sort_with_concurrent_readers)
 {
     reset_shared();
     PyObject *u[SORT_N];
@@ -1490,15 +1667,6 @@ Test(listobject, sort_with_concurrent_readers, .init = setup, .fini = teardown)
 
 /* ---- repr ------------------------------------------------------------------------------ */
 
-static void
-expect_repr(PyObject *o, const char *want)
-{
-    PyObject *r = PyObject_Repr(o);
-    cr_assert_not_null(r, "repr raised");
-    cr_assert_str_eq(PyUnicode_AsUTF8(r), want);
-    Py_DECREF(r);
-}
-
 /* Append o to l and drop the caller's reference. */
 static void
 append_new(PyObject *l, PyObject *o)
@@ -1508,12 +1676,12 @@ append_new(PyObject *l, PyObject *o)
     Py_DECREF(o);
 }
 
-Test(listobject, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
+Test(listobject, repr_formats_nested_and_empty)
 {
     PyObject *l = PyList_New(0);
-    expect_repr(l, "[]");
+    test_expect_repr(l, "[]");
     append_new(l, num(1));
-    expect_repr(l, "[1]");
+    test_expect_repr(l, "[1]");
     append_new(l, PyUnicode_FromString("a"));
     append_new(l, PyUnicode_FromString("it's"));
     PyObject *inner = PyList_New(0);
@@ -1525,7 +1693,7 @@ Test(listobject, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
     cr_assert_eq(PyDict_SetItemString(d, "k", Py_True), 0);
     append_new(l, d);
     append_new(l, PyFloat_FromDouble(2.5));
-    expect_repr(l, "[1, 'a', \"it's\", [2, []], (None,), {'k': True}, 2.5]");
+    test_expect_repr(l, "[1, 'a', \"it's\", [2, []], (None,), {'k': True}, 2.5]");
     /* str falls back to repr */
     PyObject *s = PyObject_Str(l);
     cr_assert_str_eq(PyUnicode_AsUTF8(s), "[1, 'a', \"it's\", [2, []], (None,), {'k': True}, 2.5]");
@@ -1533,7 +1701,7 @@ Test(listobject, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, repr_print_to_a_file, .init = setup, .fini = teardown)
+Test(listobject, repr_print_to_a_file)
 {
     PyObject *l = PyList_New(0);
     append_new(l, num(1));
@@ -1550,17 +1718,17 @@ Test(listobject, repr_print_to_a_file, .init = setup, .fini = teardown)
     Py_DECREF(l);
 }
 
-Test(listobject, repr_of_a_list_inside_itself_is_elided, .init = setup, .fini = teardown)
+Test(listobject, repr_of_a_list_inside_itself_is_elided)
 {
     PyObject *l = PyList_New(0);
     append_new(l, num(1));
     cr_assert_eq(PyList_Append(l, l), 0);
-    expect_repr(l, "[1, [...]]");
-    expect_repr(l, "[1, [...]]");   /* the guard was left: the same again */
+    test_expect_repr(l, "[1, [...]]");
+    test_expect_repr(l, "[1, [...]]");   /* the guard was left: the same again */
     PyObject *outer = PyList_New(0);
     cr_assert_eq(PyList_Append(outer, l), 0);
     cr_assert_eq(PyList_Append(outer, l), 0);
-    expect_repr(outer, "[[1, [...]], [1, [...]]]");   /* siblings are not recursion */
+    test_expect_repr(outer, "[[1, [...]], [1, [...]]]");   /* siblings are not recursion */
     cr_assert_eq(Py_ReprEnter(l), 0, "no guard left behind");
     Py_ReprLeave(l);
     cr_assert_eq(PyList_Clear(l), 0);   /* break the cycle: no cycle GC yet */
@@ -1590,7 +1758,7 @@ reprer_repr(PyObject *self)
 static PyObject *
 reprer_new(void)
 {
-    PyType_Slot slots[] = { { Py_tp_repr, fn_ptr((void (*)(void))reprer_repr) }, { 0, NULL } };
+    PyType_Slot slots[] = { { Py_tp_repr, TEST_FP(reprer_repr) }, { 0, NULL } };
     PyType_Spec spec = { "test.reprer", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots };
     PyTypeObject *type = (PyTypeObject *)PyType_FromSpec(&spec);
     cr_assert_not_null(type);
@@ -1598,29 +1766,29 @@ reprer_new(void)
     return PyType_GenericNew(type, NULL, NULL);
 }
 
-Test(listobject, repr_error_from_an_item_propagates, .init = setup, .fini = teardown)
+Test(listobject, repr_error_from_an_item_propagates)
 {
     PyObject *l = PyList_New(0);
     append_new(l, num(1));
     append_new(l, reprer_new());
     append_new(l, num(3));
     cr_assert_null(PyObject_Repr(l));
-    expect_exc(PyExc_ValueError, "no repr for you");
+    test_expect_error_is(PyExc_ValueError, "no repr for you");
     PyObject *outer = PyList_New(0);
     cr_assert_eq(PyList_Append(outer, l), 0);
     cr_assert_null(PyObject_Repr(outer), "from a nested list too");
-    expect_exc(PyExc_ValueError, "no repr for you");
+    test_expect_error_is(PyExc_ValueError, "no repr for you");
     cr_assert_eq(Py_ReprEnter(outer), 0, "both guards were left");
     cr_assert_eq(Py_ReprEnter(l), 0);
     Py_ReprLeave(l);
     Py_ReprLeave(outer);
     cr_assert_eq(PyList_SetItem(l, 1, num(2)), 0);
-    expect_repr(outer, "[[1, 2, 3]]");
+    test_expect_repr(outer, "[[1, 2, 3]]");
     Py_DECREF(outer);
     Py_DECREF(l);
 }
 
-Test(listobject, repr_survives_an_item_that_empties_the_list, .init = setup, .fini = teardown)
+Test(listobject, repr_survives_an_item_that_empties_the_list)
 {
     /* The list holds the only reference to the clearing item and to the
      * ints after it: the clear frees them while the repr runs (ASan would
@@ -1630,14 +1798,14 @@ Test(listobject, repr_survives_an_item_that_empties_the_list, .init = setup, .fi
     append_new(l, num(1002));
     append_new(l, num(1003));
     repr_clears = l;
-    expect_repr(l, "[<cleared>]");
+    test_expect_repr(l, "[<cleared>]");
     repr_clears = NULL;
     cr_assert_eq(PyList_Size(l), 0);
-    expect_repr(l, "[]");
+    test_expect_repr(l, "[]");
     Py_DECREF(l);
 }
 
-Test(listobject, repr_out_of_memory_is_a_memory_error, .init = setup, .fini = teardown)
+Test(listobject, repr_out_of_memory_is_a_memory_error)
 {
     /* A list holding a list, a tuple and a dict: the loop below reaches
      * every allocation of all three reprs (the tuple's and the dict's are
@@ -1668,7 +1836,7 @@ Test(listobject, repr_out_of_memory_is_a_memory_error, .init = setup, .fini = te
             Py_DECREF(r);
             break;
         }
-        expect_exc(PyExc_MemoryError, NULL);
+        test_expect_error_is(PyExc_MemoryError, NULL);
         failures++;
         for (int i = 0; i < 4; i++) {
             cr_assert_eq(Py_ReprEnter(containers[i]), 0, "container %d still guarded", i);
@@ -1757,7 +1925,7 @@ repr_reader(long id)
     atomic_store(&repr_reader_done, true);
 }
 
-Test(listobject, repr_while_another_thread_clears_and_refills, .init = setup, .fini = teardown)
+Test(listobject, repr_while_another_thread_clears_and_refills)
 {
     reset_shared();
     atomic_store(&repr_full, 0);

@@ -3,29 +3,13 @@
  * case and out-of-memory (of the repr: in test_listobject.c).  Items are ints of 1000 and up (heap objects: their counts
  * are observable; small ints are immortal). */
 #include "harness.h"
+#include "test_objects.h"
 #include "test_util.h"
 
 #include "ft_alloc.h"
 
-TestSuite(tupleobject, .timeout = FT_TIMEOUT(30));
-
-static void setup(void) { Py_InitializeEx(0); }
-static void teardown(void) { cr_assert_eq(Py_FinalizeEx(), 0); }
-
-/* The pending exception is of `type` (and has message msg unless NULL);
- * clears it. */
-static void
-expect_exc(PyObject *type, const char *msg)
-{
-    cr_assert_not_null(PyErr_Occurred(), "no exception set");
-    PyObject *e = PyErr_GetRaisedException();
-    cr_assert(PyErr_GivenExceptionMatches(e, type), "wrong exception type %s",
-              Py_TYPE(e)->tp_name);
-    if (msg != NULL) {
-        cr_assert_str_eq(PyException_GetMessageUTF8(e), msg);
-    }
-    Py_DECREF(e);
-}
+TestSuite(tupleobject, .init = test_runtime_setup, .fini = test_runtime_teardown,
+          .timeout = FT_TIMEOUT(30));
 
 static PyObject *
 num(long v)
@@ -41,7 +25,7 @@ val(PyObject *o)
     return PyLong_AsLong(o);
 }
 
-Test(tupleobject, new_fills_null_and_sizes, .init = setup, .fini = teardown)
+Test(tupleobject, new_fills_null_and_sizes)
 {
     PyObject *t = PyTuple_New(3);
     cr_assert_not_null(t);
@@ -55,7 +39,7 @@ Test(tupleobject, new_fills_null_and_sizes, .init = setup, .fini = teardown)
     Py_DECREF(t);   /* NULL items are fine to drop */
 }
 
-Test(tupleobject, empty_is_an_immortal_singleton, .init = setup, .fini = teardown)
+Test(tupleobject, empty_is_an_immortal_singleton)
 {
     PyObject *a = PyTuple_New(0), *b = PyTuple_New(0);
     cr_assert_eq(a, b);
@@ -67,25 +51,25 @@ Test(tupleobject, empty_is_an_immortal_singleton, .init = setup, .fini = teardow
     Py_DECREF(b);
 }
 
-Test(tupleobject, new_negative_is_system_error, .init = setup, .fini = teardown)
+Test(tupleobject, new_negative_is_system_error)
 {
     cr_assert_null(PyTuple_New(-1));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
 }
 
-Test(tupleobject, new_out_of_memory, .init = setup, .fini = teardown)
+Test(tupleobject, new_out_of_memory)
 {
     ft_alloc_fail_after(1);
     PyObject *t = PyTuple_New(4);
     ft_alloc_fail_after(0);
     cr_assert_null(t);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     /* Absurd sizes fail cleanly, without allocating. */
     cr_assert_null(PyTuple_New(PY_SSIZE_T_MAX / 2));
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
 }
 
-Test(tupleobject, setitem_steals_and_getitem_borrows, .init = setup, .fini = teardown)
+Test(tupleobject, setitem_steals_and_getitem_borrows)
 {
     PyObject *t = PyTuple_New(2);
     PyObject *a = num(1001), *b = num(1002);
@@ -108,39 +92,39 @@ Test(tupleobject, setitem_steals_and_getitem_borrows, .init = setup, .fini = tea
     Py_DECREF(b);
 }
 
-Test(tupleobject, getitem_errors, .init = setup, .fini = teardown)
+Test(tupleobject, getitem_errors)
 {
     PyObject *t = PyTuple_Pack(1, Py_None);
     cr_assert_null(PyTuple_GetItem(t, 1));
-    expect_exc(PyExc_IndexError, "tuple index out of range");
+    test_expect_error_is(PyExc_IndexError, "tuple index out of range");
     cr_assert_null(PyTuple_GetItem(t, -1));
-    expect_exc(PyExc_IndexError, "tuple index out of range");
+    test_expect_error_is(PyExc_IndexError, "tuple index out of range");
     PyObject *l = PyList_New(0);
     cr_assert_null(PyTuple_GetItem(l, 0));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_null(PyTuple_GetItem(NULL, 0));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyTuple_Size(l), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(PyTuple_Size(NULL), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     Py_DECREF(l);
     Py_DECREF(t);
 }
 
-Test(tupleobject, setitem_errors_drop_the_item, .init = setup, .fini = teardown)
+Test(tupleobject, setitem_errors_drop_the_item)
 {
     PyObject *t = PyTuple_New(1);
     PyObject *a = num(1003);
     Py_INCREF(a);
     cr_assert_eq(PyTuple_SetItem(t, 1, a), -1);
-    expect_exc(PyExc_IndexError, "tuple assignment index out of range");
+    test_expect_error_is(PyExc_IndexError, "tuple assignment index out of range");
     cr_assert_eq(Py_REFCNT(a), 1, "the stolen reference must be dropped");
     /* A shared tuple (refcount 2) is immutable. */
     Py_INCREF(t);
     Py_INCREF(a);
     cr_assert_eq(PyTuple_SetItem(t, 0, a), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(Py_REFCNT(a), 1);
     cr_assert_null(PyTuple_GET_ITEM(t, 0));
     Py_DECREF(t);
@@ -148,14 +132,14 @@ Test(tupleobject, setitem_errors_drop_the_item, .init = setup, .fini = teardown)
     PyObject *l = PyList_New(1);
     Py_INCREF(a);
     cr_assert_eq(PyTuple_SetItem(l, 0, a), -1);
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     cr_assert_eq(Py_REFCNT(a), 1);
     Py_DECREF(l);
     Py_DECREF(t);
     Py_DECREF(a);
 }
 
-Test(tupleobject, pack_and_getslice, .init = setup, .fini = teardown)
+Test(tupleobject, pack_and_getslice)
 {
     PyObject *a = num(2000), *b = num(2001), *c = num(2002);
     PyObject *t = PyTuple_Pack(3, a, b, c);
@@ -176,7 +160,7 @@ Test(tupleobject, pack_and_getslice, .init = setup, .fini = teardown)
     s = PyTuple_GetSlice(t, 7, 9);
     cr_assert_eq(PyTuple_GET_SIZE(s), 0);
     cr_assert_null(PyTuple_GetSlice(Py_None, 0, 1));
-    expect_exc(PyExc_SystemError, NULL);
+    test_expect_error_is(PyExc_SystemError, NULL);
     Py_DECREF(t);
     cr_assert_eq(Py_REFCNT(a), 1);
     Py_DECREF(a);
@@ -184,7 +168,7 @@ Test(tupleobject, pack_and_getslice, .init = setup, .fini = teardown)
     Py_DECREF(c);
 }
 
-Test(tupleobject, getslice_and_pack_out_of_memory, .init = setup, .fini = teardown)
+Test(tupleobject, getslice_and_pack_out_of_memory)
 {
     PyObject *a = num(2010);
     PyObject *t = PyTuple_Pack(3, a, a, a);
@@ -192,18 +176,18 @@ Test(tupleobject, getslice_and_pack_out_of_memory, .init = setup, .fini = teardo
     PyObject *s = PyTuple_GetSlice(t, 0, 2);
     ft_alloc_fail_after(0);
     cr_assert_null(s);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     ft_alloc_fail_after(1);
     s = PyTuple_Pack(2, a, a);
     ft_alloc_fail_after(0);
     cr_assert_null(s);
-    expect_exc(PyExc_MemoryError, NULL);
+    test_expect_error_is(PyExc_MemoryError, NULL);
     cr_assert_eq(Py_REFCNT(a), 4);
     Py_DECREF(t);
     Py_DECREF(a);
 }
 
-Test(tupleobject, hash_combines_items, .init = setup, .fini = teardown)
+Test(tupleobject, hash_combines_items)
 {
     PyObject *a = num(3000), *b = num(3001);
     PyObject *t1 = PyTuple_Pack(2, a, b);
@@ -222,7 +206,7 @@ Test(tupleobject, hash_combines_items, .init = setup, .fini = teardown)
     PyObject *l = PyList_New(0);
     PyObject *t4 = PyTuple_Pack(2, a, l);
     cr_assert_eq(PyObject_Hash(t4), -1);
-    expect_exc(PyExc_TypeError, "unhashable type: 'list'");
+    test_expect_error_is(PyExc_TypeError, "unhashable type: 'list'");
     Py_DECREF(t4);
     Py_DECREF(l);
     Py_DECREF(one);
@@ -251,7 +235,7 @@ cmp(PyObject *a, PyObject *b, int op)
     return r;
 }
 
-Test(tupleobject, richcompare_is_elementwise, .init = setup, .fini = teardown)
+Test(tupleobject, richcompare_is_elementwise)
 {
     PyObject *t12 = tup2(1, 2), *t13 = tup2(1, 3), *t12b = tup2(1, 2);
     PyObject *a = num(1);
@@ -270,11 +254,11 @@ Test(tupleobject, richcompare_is_elementwise, .init = setup, .fini = teardown)
     PyObject *l = PyList_New(0);
     cr_assert_eq(PyObject_RichCompareBool(PyTuple_New(0), l, Py_EQ), 0);
     cr_assert_eq(PyObject_RichCompareBool(PyTuple_New(0), l, Py_LT), -1);
-    expect_exc(PyExc_TypeError, NULL);
+    test_expect_error_is(PyExc_TypeError, NULL);
     /* An item comparison error propagates. */
     PyObject *tn = PyTuple_Pack(1, Py_None), *tl = PyTuple_Pack(1, l);
     cr_assert_eq(PyObject_RichCompareBool(tn, tl, Py_LT), -1);
-    expect_exc(PyExc_TypeError, NULL);
+    test_expect_error_is(PyExc_TypeError, NULL);
     Py_DECREF(tn);
     Py_DECREF(tl);
     Py_DECREF(l);
@@ -284,7 +268,7 @@ Test(tupleobject, richcompare_is_elementwise, .init = setup, .fini = teardown)
     Py_DECREF(t1);
 }
 
-Test(tupleobject, iteration, .init = setup, .fini = teardown)
+Test(tupleobject, iteration)
 {
     PyObject *t = tup2(4000, 4001);
     PyObject *it = PyObject_GetIter(t);
@@ -313,7 +297,77 @@ Test(tupleobject, iteration, .init = setup, .fini = teardown)
     Py_DECREF(t);
 }
 
-Test(tupleobject, sequence_and_mapping_slots, .init = setup, .fini = teardown)
+/* t holds exactly the ints vals[0..n). */
+static void
+expect_tuple(PyObject *t, const long *vals, Py_ssize_t n)
+{
+    cr_assert(PyTuple_Check(t));
+    cr_assert_eq(PyTuple_GET_SIZE(t), n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        cr_assert_eq(val(PyTuple_GET_ITEM(t, i)), vals[i], "index %zd", i);
+    }
+}
+
+Test(tupleobject, concat_and_repeat)
+{
+    PyObject *a = tup2(1000, 1001), *b = tup2(2000, 2001), *empty = PyTuple_New(0);
+    PyObject *r = PySequence_Concat(a, b);
+    static const long ab[] = { 1000, 1001, 2000, 2001 };
+    expect_tuple(r, ab, 4);
+    cr_assert_eq(PyTuple_GET_ITEM(r, 2), PyTuple_GET_ITEM(b, 0), "the same items");
+    Py_DECREF(r);
+    /* CPython's shortcuts: an exact tuple plus (), (), once, is itself. */
+    r = PySequence_Concat(a, empty);
+    cr_assert_eq(r, a);
+    Py_DECREF(r);
+    r = PySequence_Concat(empty, b);
+    cr_assert_eq(r, b);
+    Py_DECREF(r);
+    cr_assert_eq(PySequence_Concat(empty, empty), empty);
+    r = PySequence_Repeat(a, 1);
+    cr_assert_eq(r, a);
+    Py_DECREF(r);
+    r = PySequence_Repeat(a, 3);
+    static const long aaa[] = { 1000, 1001, 1000, 1001, 1000, 1001 };
+    expect_tuple(r, aaa, 6);
+    Py_DECREF(r);
+    cr_assert_eq(PySequence_Repeat(a, 0), empty);
+    cr_assert_eq(PySequence_Repeat(a, -5), empty);
+    cr_assert_eq(PySequence_Repeat(empty, 7), empty);
+    /* In place: a tuple has no in-place slots, so a new tuple. */
+    r = PySequence_InPlaceConcat(a, b);
+    cr_assert(r != a);
+    expect_tuple(r, ab, 4);
+    Py_DECREF(r);
+    r = PySequence_InPlaceRepeat(a, 3);
+    cr_assert(r != a);
+    expect_tuple(r, aaa, 6);
+    Py_DECREF(r);
+    static const long two[] = { 1000, 1001 };
+    expect_tuple(a, two, 2);
+    /* Errors. */
+    PyObject *l = PyList_New(0);
+    cr_assert_null(PySequence_Concat(a, l));
+    test_expect_error_is(PyExc_TypeError, "can only concatenate tuple (not \"list\") to tuple");
+    cr_assert_null(PySequence_Repeat(a, PY_SSIZE_T_MAX / 2 + 1));
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    cr_assert_null(PySequence_Repeat(a, PY_SSIZE_T_MAX / 4));
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    ft_alloc_fail_after(1);
+    cr_assert_null(PySequence_Concat(a, b));
+    ft_alloc_fail_after(0);
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    ft_alloc_fail_after(1);
+    cr_assert_null(PySequence_Repeat(a, 2));
+    ft_alloc_fail_after(0);
+    test_expect_error_is(PyExc_MemoryError, NULL);
+    cr_assert_eq(Py_REFCNT(PyTuple_GET_ITEM(a, 0)), 1, "no reference leaked");
+    Py_DECREF(l);
+    Py_DECREF(a);
+    Py_DECREF(b);
+}
+
+Test(tupleobject, sequence_and_mapping_slots)
 {
     PyObject *t = tup2(5000, 5001);
     cr_assert_eq(PyObject_Size(t), 2);
@@ -325,14 +379,14 @@ Test(tupleobject, sequence_and_mapping_slots, .init = setup, .fini = teardown)
     cr_assert_eq(val(x), 5001);
     Py_DECREF(x);
     cr_assert_null(PySequence_GetItem(t, 2));
-    expect_exc(PyExc_IndexError, "tuple index out of range");
+    test_expect_error_is(PyExc_IndexError, "tuple index out of range");
     PyObject *k = num(-2);
     x = PyObject_GetItem(t, k);
     cr_assert_eq(val(x), 5000);
     Py_DECREF(x);
     Py_DECREF(k);
     cr_assert_null(PyObject_GetItem(t, Py_None));
-    expect_exc(PyExc_TypeError, "tuple indices must be integers or slices, not NoneType");
+    test_expect_error_is(PyExc_TypeError, "tuple indices must be integers or slices, not NoneType");
     PyObject *v = num(5001), *w = num(5002);
     cr_assert_eq(PySequence_Contains(t, v), 1);
     cr_assert_eq(PySequence_Contains(t, w), 0);
@@ -341,7 +395,7 @@ Test(tupleobject, sequence_and_mapping_slots, .init = setup, .fini = teardown)
     /* Tuples are immutable. */
     k = num(0);
     cr_assert_eq(PyObject_SetItem(t, k, Py_None), -1);
-    expect_exc(PyExc_TypeError, "'tuple' object does not support item assignment");
+    test_expect_error_is(PyExc_TypeError, "'tuple' object does not support item assignment");
     Py_DECREF(k);
     Py_DECREF(t);
 }
@@ -354,7 +408,7 @@ count_visit(PyObject *op, void *arg)
     return 0;
 }
 
-Test(tupleobject, traverse_visits_every_item, .init = setup, .fini = teardown)
+Test(tupleobject, traverse_visits_every_item)
 {
     PyObject *t = PyTuple_New(3);
     PyTuple_SET_ITEM(t, 0, num(6000));
@@ -367,26 +421,17 @@ Test(tupleobject, traverse_visits_every_item, .init = setup, .fini = teardown)
 
 /* ---- repr ------------------------------------------------------------------------------ */
 
-static void
-expect_repr(PyObject *o, const char *want)
+Test(tupleobject, repr_formats_nested_and_empty)
 {
-    PyObject *r = PyObject_Repr(o);
-    cr_assert_not_null(r, "repr raised");
-    cr_assert_str_eq(PyUnicode_AsUTF8(r), want);
-    Py_DECREF(r);
-}
-
-Test(tupleobject, repr_formats_nested_and_empty, .init = setup, .fini = teardown)
-{
-    expect_repr(PyTuple_New(0), "()");
+    test_expect_repr(PyTuple_New(0), "()");
     PyObject *a = num(1000), *b = PyUnicode_FromString("b");
     PyObject *one = PyTuple_Pack(1, a);
-    expect_repr(one, "(1000,)");
+    test_expect_repr(one, "(1000,)");
     PyObject *two = PyTuple_Pack(2, a, b);
-    expect_repr(two, "(1000, 'b')");
+    test_expect_repr(two, "(1000, 'b')");
     PyObject *l = PyList_New(0);
     PyObject *nested = PyTuple_Pack(4, one, PyTuple_New(0), two, l);
-    expect_repr(nested, "((1000,), (), (1000, 'b'), [])");
+    test_expect_repr(nested, "((1000,), (), (1000, 'b'), [])");
     PyObject *s = PyObject_Str(one);   /* str falls back to repr */
     cr_assert_str_eq(PyUnicode_AsUTF8(s), "(1000,)");
     Py_DECREF(s);
@@ -398,15 +443,15 @@ Test(tupleobject, repr_formats_nested_and_empty, .init = setup, .fini = teardown
     Py_DECREF(a);
 }
 
-Test(tupleobject, repr_of_a_tuple_inside_its_own_list_is_elided, .init = setup, .fini = teardown)
+Test(tupleobject, repr_of_a_tuple_inside_its_own_list_is_elided)
 {
     PyObject *l = PyList_New(0);
     PyObject *t = PyTuple_Pack(1, l);
     cr_assert_eq(PyList_Append(l, t), 0);   /* t = ([t],) */
-    expect_repr(t, "([(...)],)");
-    expect_repr(l, "[([...],)]");
+    test_expect_repr(t, "([(...)],)");
+    test_expect_repr(l, "[([...],)]");
     PyObject *pair = PyTuple_Pack(2, t, t);
-    expect_repr(pair, "(([(...)],), ([(...)],))");   /* siblings are not recursion */
+    test_expect_repr(pair, "(([(...)],), ([(...)],))");   /* siblings are not recursion */
     cr_assert_eq(Py_ReprEnter(t), 0, "no guard left behind");
     Py_ReprLeave(t);
     Py_DECREF(pair);
@@ -432,7 +477,7 @@ static PyTypeObject int_repr_type = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
-Test(tupleobject, repr_error_from_an_item_propagates, .init = setup, .fini = teardown)
+Test(tupleobject, repr_error_from_an_item_propagates)
 {
     cr_assert_eq(PyType_Ready(&int_repr_type), 0);
     PyObject *bad = PyType_GenericNew(&int_repr_type, NULL, NULL);
@@ -440,7 +485,7 @@ Test(tupleobject, repr_error_from_an_item_propagates, .init = setup, .fini = tea
     PyObject *t = PyTuple_Pack(2, a, bad);
     PyObject *outer = PyTuple_Pack(1, t);
     cr_assert_null(PyObject_Repr(outer));
-    expect_exc(PyExc_TypeError, "__repr__ returned non-string (type int)");
+    test_expect_error_is(PyExc_TypeError, "__repr__ returned non-string (type int)");
     cr_assert_eq(Py_ReprEnter(outer), 0, "both guards were left");
     cr_assert_eq(Py_ReprEnter(t), 0);
     Py_ReprLeave(t);
