@@ -76,6 +76,7 @@
 #include <string.h>
 
 #include "ft_alloc.h"
+#include "ft_critical_section.h"
 #include "ft_dict.h"
 #include "ft_object.h"
 #include "ft_rcu.h"

@@ -73,6 +73,7 @@
 #include "Python.h"
 
 #include "ft_alloc.h"
+#include "ft_critical_section.h"
 #include "ft_object.h"
 #include "ft_rcu.h"
 

@@ -65,6 +65,7 @@
 #include <string.h>
 
 #include "ft_alloc.h"
+#include "ft_critical_section.h"
 #include "ft_object.h"
 #include "ft_pystate.h"
 #include "ft_types.h"

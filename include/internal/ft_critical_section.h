@@ -190,4 +190,33 @@ ft_critical_section_top_holds(ft_tstate *ts, PyMutex *m)
            ((top & FT_CS_TWO_MUTEXES) && ((PyCriticalSection2 *)c)->_cs_mutex2 == m);
 }
 
+/* The runtime's own containers enter their sections through the inline
+ * fast paths above, not through the exported functions (which are the
+ * same code behind a call): the public macros are redefined for every
+ * library file that includes this header.  A misuse is reported under the
+ * macro's name. */
+#ifdef Py_GIL_DISABLED
+#undef Py_BEGIN_CRITICAL_SECTION
+#undef Py_END_CRITICAL_SECTION
+#undef Py_BEGIN_CRITICAL_SECTION2
+#undef Py_END_CRITICAL_SECTION2
+#define Py_BEGIN_CRITICAL_SECTION(op)                                          \
+    {                                                                          \
+        PyCriticalSection py_cs_;                                              \
+        ft_critical_section_begin(&py_cs_, ft_object_mutex(_PyObject_CAST(op)), \
+                                  "Py_BEGIN_CRITICAL_SECTION")
+#define Py_END_CRITICAL_SECTION()                                              \
+        ft_critical_section_end(&py_cs_, "Py_END_CRITICAL_SECTION");           \
+    }
+#define Py_BEGIN_CRITICAL_SECTION2(a, b)                                       \
+    {                                                                          \
+        PyCriticalSection2 py_cs2_;                                            \
+        ft_critical_section2_begin(&py_cs2_, ft_object_mutex(_PyObject_CAST(a)), \
+                                   ft_object_mutex(_PyObject_CAST(b)),         \
+                                   "Py_BEGIN_CRITICAL_SECTION2")
+#define Py_END_CRITICAL_SECTION2()                                             \
+        ft_critical_section2_end(&py_cs2_, "Py_END_CRITICAL_SECTION2");        \
+    }
+#endif
+
 #endif /* FT_CRITICAL_SECTION_H */
