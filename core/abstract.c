@@ -6,6 +6,7 @@
  */
 #include "Python.h"
 
+#include "ft_object.h"
 #include "ft_types.h"
 
 static PyObject *
@@ -701,6 +702,17 @@ exact_int(PyObject *res)
         return NULL;
     }
     return PyLong_FromLongLong(v);
+}
+
+int
+ft_subscript_index(PyObject *key, const char *bad_key_fmt, Py_ssize_t *index)
+{
+    if (!PyIndex_Check(key)) {
+        PyErr_Format(PyExc_TypeError, bad_key_fmt, Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    *index = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    return *index == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 PyObject *

@@ -1237,13 +1237,8 @@ list_repr(PyObject *op)
 static PyObject *
 list_subscript(PyObject *op, PyObject *key)
 {
-    if (!PyIndex_Check(key)) {
-        PyErr_Format(PyExc_TypeError, "list indices must be integers or slices, not %.200s",
-                     Py_TYPE(key)->tp_name);
-        return NULL;
-    }
-    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred()) {
+    Py_ssize_t i;
+    if (ft_subscript_index(key, "list indices must be integers or slices, not %.200s", &i) < 0) {
         return NULL;
     }
     if (i < 0) {
@@ -1255,13 +1250,8 @@ list_subscript(PyObject *op, PyObject *key)
 static int
 list_ass_subscript(PyObject *op, PyObject *key, PyObject *v)
 {
-    if (!PyIndex_Check(key)) {
-        PyErr_Format(PyExc_TypeError, "list indices must be integers or slices, not %.200s",
-                     Py_TYPE(key)->tp_name);
-        return -1;
-    }
-    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred()) {
+    Py_ssize_t i;
+    if (ft_subscript_index(key, "list indices must be integers or slices, not %.200s", &i) < 0) {
         return -1;
     }
     if (i < 0) {
@@ -1281,35 +1271,34 @@ copy_refs(PyObject **dst, PyObject *const *src, Py_ssize_t n)
     }
 }
 
-/* a + b: copied under both lists' locks (one section: a snapshot of the
- * two together), into a list allocated outside them, as PyList_GetSlice
- * does; again if a size changed meanwhile. */
+/* A new list of a's items then b's (b NULL: none), all of it `times`
+ * times over: the sizes read, the list allocated outside the locks, then
+ * the items copied under both lists' critical section (one snapshot of the
+ * two together), again if a size changed meanwhile, as PyList_GetSlice
+ * does.  times >= 1. */
 static PyObject *
-list_concat(PyObject *aa, PyObject *bb)
+list_snapshot(PyListObject *a, PyListObject *b, Py_ssize_t times)
 {
-    if (!PyList_Check(bb)) {
-        PyErr_Format(PyExc_TypeError, "can only concatenate list (not \"%.200s\") to list",
-                     Py_TYPE(bb)->tp_name);
-        return NULL;
-    }
-    PyListObject *a = _PyList_CAST(aa), *b = _PyList_CAST(bb);
+    PyListObject *lb = b != NULL ? b : a;   /* one lock twice is one lock */
     for (;;) {
-        Py_ssize_t na = load_size(a), nb = load_size(b);
-        if (na > PY_SSIZE_T_MAX - nb) {
+        Py_ssize_t na = load_size(a), nb = b != NULL ? load_size(b) : 0;
+        if (na > PY_SSIZE_T_MAX - nb || na + nb > PY_SSIZE_T_MAX / times) {
             return PyErr_NoMemory();
         }
-        PyObject *res = PyList_New(na + nb);
+        PyObject *res = PyList_New((na + nb) * times);
         if (res == NULL) {
             return NULL;
         }
         bool done = false;
-        Py_BEGIN_CRITICAL_SECTION2(a, b);
+        Py_BEGIN_CRITICAL_SECTION2(a, lb);
         list_note_access(a);
-        list_note_access(b);
-        if (load_size(a) == na && load_size(b) == nb) {
+        list_note_access(lb);
+        if (load_size(a) == na && (b == NULL || load_size(b) == nb)) {
             PyObject **dst = _PyList_CAST(res)->ob_item;
-            copy_refs(dst, a->ob_item, na);
-            copy_refs(dst + na, b->ob_item, nb);
+            for (Py_ssize_t k = 0; k < times; k++, dst += na + nb) {
+                copy_refs(dst, a->ob_item, na);
+                copy_refs(dst + na, lb->ob_item, nb);
+            }
             done = true;
         }
         Py_END_CRITICAL_SECTION2();
@@ -1320,40 +1309,26 @@ list_concat(PyObject *aa, PyObject *bb)
     }
 }
 
-/* self * n (n <= 0: empty): a snapshot of self, n times, copied the same
- * way. */
+/* a + b */
+static PyObject *
+list_concat(PyObject *aa, PyObject *bb)
+{
+    if (!PyList_Check(bb)) {
+        PyErr_Format(PyExc_TypeError, "can only concatenate list (not \"%.200s\") to list",
+                     Py_TYPE(bb)->tp_name);
+        return NULL;
+    }
+    return list_snapshot(_PyList_CAST(aa), _PyList_CAST(bb), 1);
+}
+
+/* self * n (n <= 0: empty) */
 static PyObject *
 list_repeat(PyObject *op, Py_ssize_t n)
 {
-    PyListObject *self = _PyList_CAST(op);
-    for (;;) {
-        Py_ssize_t size = load_size(self);
-        if (size == 0 || n <= 0) {
-            return PyList_New(0);
-        }
-        if (size > PY_SSIZE_T_MAX / n) {
-            return PyErr_NoMemory();
-        }
-        PyObject *res = PyList_New(size * n);
-        if (res == NULL) {
-            return NULL;
-        }
-        bool done = false;
-        Py_BEGIN_CRITICAL_SECTION(self);
-        list_note_access(self);
-        if (load_size(self) == size) {
-            PyObject **dst = _PyList_CAST(res)->ob_item;
-            for (Py_ssize_t k = 0; k < n; k++) {
-                copy_refs(dst + k * size, self->ob_item, size);
-            }
-            done = true;
-        }
-        Py_END_CRITICAL_SECTION();
-        if (done) {
-            return res;
-        }
-        Py_DECREF(res);
+    if (n <= 0) {
+        return PyList_New(0);
     }
+    return list_snapshot(_PyList_CAST(op), NULL, n);
 }
 
 /* self += iterable: PyList_Extend (a list operand is snapshotted first). */

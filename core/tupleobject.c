@@ -439,13 +439,8 @@ static PySequenceMethods tuple_as_sequence = {
 static PyObject *
 tuple_subscript(PyObject *self, PyObject *key)
 {
-    if (!PyIndex_Check(key)) {
-        PyErr_Format(PyExc_TypeError, "tuple indices must be integers or slices, not %.200s",
-                     Py_TYPE(key)->tp_name);
-        return NULL;
-    }
-    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred()) {
+    Py_ssize_t i;
+    if (ft_subscript_index(key, "tuple indices must be integers or slices, not %.200s", &i) < 0) {
         return NULL;
     }
     if (i < 0) {

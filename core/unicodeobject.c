@@ -1111,13 +1111,8 @@ str_item(PyObject *self, Py_ssize_t i)
 static PyObject *
 str_subscript(PyObject *self, PyObject *key)
 {
-    if (!PyIndex_Check(key)) {
-        PyErr_Format(PyExc_TypeError, "string indices must be integers, not '%.200s'",
-                     Py_TYPE(key)->tp_name);
-        return NULL;
-    }
-    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred()) {
+    Py_ssize_t i;
+    if (ft_subscript_index(key, "string indices must be integers, not '%.200s'", &i) < 0) {
         return NULL;
     }
     if (i < 0) {

@@ -292,6 +292,13 @@ FT_INTERNAL PyObject *ft_repr_end(ft_repr_writer *w, int status);
 /* The repr of a list or tuple (a PyVarObject whose ob_size is its length,
  * read relaxed) through its own iterator function `iter` (not tp_iter,
  * which a subclass may override), as open item, item close. */
+/* A sequence subscript's integer key (core/abstract.c): the index, not yet
+ * adjusted for a negative value (the caller adds its length, read after
+ * the conversion, which may run code); -1 with TypeError(bad_key_fmt % the
+ * key's type name) for a key that is not an integer, or with the
+ * conversion's exception (IndexError when it does not fit). */
+FT_INTERNAL int ft_subscript_index(PyObject *key, const char *bad_key_fmt, Py_ssize_t *index);
+
 FT_INTERNAL PyObject *ft_sequence_repr(PyObject *self, getiterfunc iter, const char *open,
                                        const char *close);
 
