@@ -258,6 +258,19 @@ ft_parking_lot_unpark_all(const void *addr)
     return n;
 }
 
+int
+ft_parking_lot_waiters(const void *addr)
+{
+    struct bucket *b = bucket_of(addr);
+    int n = 0;
+    ft_raw_mutex_lock(&b->mutex);
+    for (struct wait_entry *e = find_from(b->first, addr); e; e = find_from(e->next, addr)) {
+        n++;
+    }
+    ft_raw_mutex_unlock(&b->mutex);
+    return n;
+}
+
 void
 ft_parking_lot_after_fork(void)
 {

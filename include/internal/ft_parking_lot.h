@@ -54,6 +54,11 @@ FT_INTERNAL void ft_parking_lot_unpark(const void *addr, ft_unpark_fn *fn, void 
 /* Wake every thread parked on addr; returns how many were woken. */
 FT_INTERNAL int ft_parking_lot_unpark_all(const void *addr);
 
+/* How many threads are parked on addr right now (enqueued, not merely
+ * announced through a lock bit): for tests and diagnostics that must know a
+ * waiter is really queued, e.g. before relying on FIFO hand-off order. */
+FT_INTERNAL int ft_parking_lot_waiters(const void *addr);
+
 /* In the child after fork(): every parked thread is gone. */
 FT_INTERNAL void ft_parking_lot_after_fork(void);
 

@@ -11,7 +11,8 @@
  * callback that outlasts the timeout, and raced at random); FT_PARK_INTERRUPTIBLE
  * turns a signal into FT_PARK_INTR, without it the park sleeps on; after
  * fork() the child's parking lot is empty and usable even though a bucket
- * lock was held and a thread was parked at the time of the fork.  Parking is
+ * lock was held and a thread was parked at the time of the fork;
+ * ft_parking_lot_waiters counts the queued threads of one address only.  Parking is
  * observed through the detach hook, which runs once the entry is queued.
  */
 #include "harness.h"
@@ -330,6 +331,48 @@ Test(parking_lot, unpark_all_wakes_every_waiter_on_the_address_and_no_neighbour,
         cr_assert_eq(atomic_load(&p[i].result), FT_PARK_OK, "waiter %d", i);
     }
     cr_assert_eq(ft_parking_lot_unpark_all(b), 0);
+}
+
+Test(parking_lot, waiters_counts_the_queued_threads_of_one_address_only,
+     .timeout = FT_TIMEOUT(30))
+{
+    enum { N = 3 };
+    static unsigned char area[2 * SAME_BUCKET];
+    static const unsigned char zero = 0;
+    const void *a = &area[0], *b = &area[SAME_BUCKET];
+    struct parker p[N];
+    pthread_t t[N];
+    int before = ft_parking_lot_waiters(a);
+
+    ft_parking_lot_set_detach_hooks(&counting_hooks);
+    parker_init(&p[0], a, &zero, 1);
+    t[0] = start_parked(&p[0]);
+    int one = ft_parking_lot_waiters(a);
+    parker_init(&p[1], b, &zero, 1);   /* same bucket, other address */
+    t[1] = start_parked(&p[1]);
+    parker_init(&p[2], a, &zero, 1);
+    t[2] = start_parked(&p[2]);
+    int two = ft_parking_lot_waiters(a), on_b = ft_parking_lot_waiters(b);
+    ft_parking_lot_unpark(a, NULL, NULL);
+    int after_unpark = ft_parking_lot_waiters(a);
+    (void)ft_parking_lot_unpark_all(a);
+    (void)ft_parking_lot_unpark_all(b);
+    bool all = TEST_POLL_UNTIL(atomic_load(&p[0].result) != PENDING &&
+                               atomic_load(&p[1].result) != PENDING &&
+                               atomic_load(&p[2].result) != PENDING, POLL_MS);
+    for (int i = 0; i < N; i++) {
+        test_join_thread(t[i]);
+    }
+    ft_parking_lot_set_detach_hooks(NULL);
+
+    cr_assert_eq(before, 0);
+    cr_assert_eq(one, 1);
+    cr_assert_eq(two, 2, "a waiter on the neighbouring address was counted, or one missed");
+    cr_assert_eq(on_b, 1);
+    cr_assert_eq(after_unpark, 1, "an unparked thread was still counted");
+    cr_assert(all);
+    cr_assert_eq(ft_parking_lot_waiters(a), 0);
+    cr_assert_eq(ft_parking_lot_waiters(b), 0);
 }
 
 /* ---- a timeout that loses to an unpark -------------------------------------- */
