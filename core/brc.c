@@ -352,7 +352,7 @@ merge_with_world_stopped(PyObject *op)
                 !(cur != NULL &&
                   atomic_load_explicit(&interp->stw.requester, memory_order_relaxed) == cur);
     if (stop) {
-        ft_stop_the_world(interp);
+        ft_stop_the_world(interp, PyUnstable_STOP_REFCOUNT);
     }
     Py_ssize_t total = ft_object_explicit_merge(op, -1);
     if (stop) {

@@ -211,7 +211,7 @@ static inline bool
 dict_owned(PyDictObject *mp)
 {
 #ifdef Py_GIL_DISABLED
-    return _Py_IsOwnedByCurrentThread((PyObject *)mp);
+    return _Py_IsOwnedByCurrentThread((PyObject *)mp) || ft_gc_is_garbage((PyObject *)mp);
 #else
     (void)mp;
     return true;
@@ -221,7 +221,8 @@ dict_owned(PyDictObject *mp)
 static inline bool
 dict_is_shared(PyDictObject *mp)
 {
-    return ft_free_threaded && (ft_gc_bits((PyObject *)mp) & FT_GC_SHARED) != 0;
+    return ft_free_threaded &&
+           (ft_gc_bits((PyObject *)mp) & (FT_GC_SHARED | FT_GC_UNREACHABLE)) == FT_GC_SHARED;
 }
 
 /* In the critical section: mark every key and value, then the dict. */

@@ -21,12 +21,14 @@
 #include <strings.h>
 
 #include "ft_object.h"
+#include "ft_pystate.h"
 #include "ft_number.h"
 #include "ft_types.h"
 
 PyObject *
 PyFloat_FromDouble(double v)
 {
+    ft_alloc_safe_point();   /* as every object creation (docs/threads.md) */
     PyFloatObject *op = PyObject_Malloc(sizeof(PyFloatObject));
     if (op == NULL) {
         return PyErr_NoMemory();

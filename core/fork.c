@@ -40,7 +40,8 @@ PyOS_BeforeFork(void)
 {
     fork_state.stopped = false;
     if (atomic_load_explicit(&ft_rt.initialized, memory_order_acquire)) {
-        ft_stop_the_world(atomic_load_explicit(&ft_rt.main, memory_order_acquire));
+        ft_stop_the_world(atomic_load_explicit(&ft_rt.main, memory_order_acquire),
+                          PyUnstable_STOP_FORK);
         fork_state.stopped = true;
     }
     ft_mutex_lock_flags(&ft_rt.interp_lock, FT_LOCK_DONT_DETACH);

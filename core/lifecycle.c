@@ -75,6 +75,14 @@ ft_interp_init(PyInterpreterState *interp, int64_t id)
     atomic_store_explicit(&interp->finalizing, NULL, memory_order_relaxed);
     interp->initial = NULL;
     interp->atexit_n = 0;
+    /* The collector's defaults (gc/gc.c): enabled, CPython's threshold. */
+    atomic_store_explicit(&interp->gc.young, 0, memory_order_relaxed);
+    atomic_store_explicit(&interp->gc.threshold, FT_GC_DEFAULT_THRESHOLD, memory_order_relaxed);
+    atomic_store_explicit(&interp->gc.trigger, FT_GC_DEFAULT_THRESHOLD, memory_order_relaxed);
+    atomic_store_explicit(&interp->gc.enabled, 1, memory_order_relaxed);
+    atomic_store_explicit(&interp->gc.collecting, 0, memory_order_relaxed);
+    memset(&interp->gc.stats, 0, sizeof interp->gc.stats);
+    interp->gc.stats.threshold = FT_GC_DEFAULT_THRESHOLD;
 }
 
 bool
@@ -277,7 +285,7 @@ Py_FinalizeEx(void)
     atomic_store_explicit(&ft_rt.finalizing, me, memory_order_seq_cst);
 
     /* 4. the other threads */
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_FINALIZE);
     shut_down_others(interp, me);
     ft_start_the_world(interp);
 
@@ -293,6 +301,12 @@ Py_FinalizeEx(void)
     Py_XDECREF(atomic_exchange_explicit(&interp->dict, NULL, memory_order_acq_rel));
     if (ft_free_threaded) {
         ft_brc_merge_queued(me);   /* objects others dropped to us: destroyed while types live */
+    }
+    /* A last collection (CPython's too): cycles die, and their finalizers
+     * run, while types and this state still live. */
+    void (*fini)(ft_tstate *) = atomic_load_explicit(&ft_gc_fini_hook, memory_order_acquire);
+    if (fini != NULL) {
+        fini(me);
     }
     ft_tstate_clear(me);
     ft_tstate_detach(me);

@@ -56,7 +56,12 @@
  * anything; from then on old arrays are freed after a grace period.  A
  * reader that sees SHARED (relaxed) saw the store another thread made
  * under the lock, so every later writer (who takes that lock) sees it too
- * and defers its frees.  Items: setting SHARED marks every item with
+ * and defers its frees.  Because each such free waits for a grace period
+ * and the regrow then needs fresh memory, a SHARED list shrinks less
+ * eagerly: it keeps its array down to a quarter full (not half), and keeps
+ * an array of up to SHARED_KEEP slots even when emptied, so a list used as
+ * a queue between threads does not swap arrays on every fill and drain.
+ * Items: setting SHARED marks every item with
  * ft_object_set_maybe_weakref, and every item stored into a SHARED list is
  * marked, so that when an item dies its memory outlives the grace period
  * too (core/object.c / core/obmalloc.c do that deferred free) and a
@@ -152,7 +157,8 @@ array_free_cb(ft_rcu_head *head)
 static bool
 list_is_shared(PyListObject *self)
 {
-    return ft_free_threaded && (ft_gc_bits((PyObject *)self) & FT_GC_SHARED) != 0;
+    return ft_free_threaded &&
+           (ft_gc_bits((PyObject *)self) & (FT_GC_SHARED | FT_GC_UNREACHABLE)) == FT_GC_SHARED;
 }
 
 /* Free an array that was just unpublished from self.  Lock-free readers
@@ -222,7 +228,7 @@ static inline bool
 list_owned(PyListObject *self)
 {
 #ifdef Py_GIL_DISABLED
-    return _Py_IsOwnedByCurrentThread((PyObject *)self);
+    return _Py_IsOwnedByCurrentThread((PyObject *)self) || ft_gc_is_garbage((PyObject *)self);
 #else
     (void)self;
     return true;
@@ -262,12 +268,18 @@ list_store(PyListObject *self, PyObject **items, Py_ssize_t i, PyObject *v)
  * the caller put there.  -1 with MemoryError, the list unchanged.  Growth
  * is CPython's (about 1/8 over, rounded to 4), and an array less than half
  * full is shrunk. */
+/* A SHARED list keeps an array this small however few items it holds (see
+ * SHARED in the header): 512 bytes. */
+#define SHARED_KEEP 64
+
 static int
 list_resize(PyListObject *self, Py_ssize_t newsize)
 {
     Py_ssize_t allocated = self->allocated;   /* -1 while sorting */
     Py_ssize_t size = load_size(self);
-    if (allocated >= newsize && newsize >= (allocated >> 1)) {
+    if (allocated >= newsize &&
+        (newsize >= (allocated >> 1) ||
+         (list_is_shared(self) && (newsize >= (allocated >> 2) || allocated <= SHARED_KEEP)))) {
         store_size(self, newsize);
         for (Py_ssize_t i = newsize; i < size; i++) {
             store_item_raw(self->ob_item, i, NULL);   /* stale sizes find NULL */

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "ft_object.h"
+#include "ft_pystate.h"
 #include "ft_number.h"
 #include "ft_types.h"
 
@@ -94,6 +95,7 @@ long_from_int64(int64_t v)
     if (v >= SMALL_MIN && v <= SMALL_MAX) {
         return small_int(v);   /* immortal: a new reference costs nothing */
     }
+    ft_alloc_safe_point();   /* as every object creation (docs/threads.md) */
     PyLongObject *op = PyObject_Malloc(sizeof(PyLongObject));
     if (op == NULL) {
         return PyErr_NoMemory();

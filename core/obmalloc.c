@@ -63,7 +63,7 @@
  *   liburcu's worker is quiesced: the worker releases heaps of freed states).
  *
  * TYPE-STABLE FREES (free-threaded build)
- *   Lock-free readers (next issue) may try to incref an object they loaded
+ *   Lock-free readers (the containers) may try to incref an object they loaded
  *   before it died; its memory must not become a different kind of memory
  *   before they are done.  An object that other threads could have seen is
  *   freed after an RCU grace period: "could have seen" is read from the
@@ -80,7 +80,12 @@
  *   orphan (no owner to batch for), the dead pre-header itself becomes the
  *   rcu_head of a one-object callback, so deferring cannot fail.
  *   With the world stopped by the freeing thread nobody reads, so the memory
- *   is freed at once (CPython's rule).  Everything else is freed at once.
+ *   is freed at once (CPython's rule).  So is an object the collector found
+ *   unreachable (FT_GC_UNREACHABLE, set in its first pause, cleared again if
+ *   a finalizer resurrects it): a reader can only have loaded it from a slot
+ *   of a reachable object, before that pause, and every attached thread
+ *   passed a safe point (a quiescent state, with no lock-free read in
+ *   progress) in the pause.  Everything else is freed at once.
  *   ft_rcu_call needs a registered thread: attached states are; a detached
  *   caller registers itself first; liburcu's worker (freeing a state) is.
  *   Non-GC objects: PyObject_Free cannot tell an object from a buffer, so
@@ -130,11 +135,14 @@ typedef struct ft_defer_chunk {
 } ft_defer_chunk;
 
 struct ft_gc_heap {
+    /* The collector's numbering: first, where ft_gc_number (ft_alloc.h)
+     * reads it; written by ft_gc_heaps_snapshot with the world stopped. */
+    size_t gc_base;
     /* First cache line: what other threads read or write. */
     uintptr_t _Atomic remote;           /* remote-free stack (file header) */
     PyInterpreterState *interp;
     ft_gc_heap *prev, *next;            /* gc_live or gc_orphans (heap lock) */
-    char pad_[32];
+    char pad_[24];
     /* The owner's (or, once orphaned, the heap lock's): */
     PyObject **objs;
     uint32_t n, cap;
@@ -142,6 +150,7 @@ struct ft_gc_heap {
 };
 
 _Static_assert(sizeof(ft_gc_prehdr) == 16, "the GC pre-header is 16 bytes (issue #4)");
+_Static_assert(offsetof(struct ft_gc_heap, gc_base) == 0, "ft_gc_number reads the base first");
 _Static_assert(sizeof(ft_rcu_head) <= sizeof(ft_gc_prehdr),
                "a dead object's pre-header doubles as its rcu_head");
 _Static_assert(offsetof(struct ft_gc_heap, objs) >= 64,
@@ -469,8 +478,12 @@ static inline bool
 maybe_seen_by_others(PyObject *op)
 {
 #ifdef Py_GIL_DISABLED
+    uint32_t bits = ft_gc_bits(op);
+    if (bits & FT_GC_UNREACHABLE) {
+        return false;   /* the collector's garbage (file header) */
+    }
     return __atomic_load_n(&op->ob_ref_shared, __ATOMIC_RELAXED) != 0 ||
-           (ft_gc_bits(op) & FT_GC_SHARED) != 0;
+           (bits & FT_GC_SHARED) != 0;
 #else
     (void)op;
     return false;
@@ -746,6 +759,33 @@ heap_prepare(ft_tstate *ts)
     return heap;
 }
 
+/* The collector's trigger (gc/gc.c decides; this file only counts).  Each
+ * state counts GC objects it creates minus those it frees in its own heap
+ * (owner only, no atomics) and adds the count to interp->gc.young every
+ * FT_GC_COUNT_FLUSH either way.  A flush from an allocation that takes young
+ * past gc.trigger calls the registered hook, at the allocation's safe point,
+ * before the new object exists. */
+#define FT_GC_COUNT_FLUSH 512
+
+void (*_Atomic ft_gc_auto_hook)(ft_tstate *ts);
+void (*_Atomic ft_gc_fini_hook)(ft_tstate *ts);
+
+static FT_NOINLINE void
+count_flush(ft_tstate *ts, bool allocating)
+{
+    PyInterpreterState *interp = ts->base.interp;
+    int64_t delta = ts->gc_alloc_delta;
+    ts->gc_alloc_delta = 0;
+    int64_t young = atomic_fetch_add_explicit(&interp->gc.young, delta,
+                                              memory_order_relaxed) + delta;
+    if (allocating && young > atomic_load_explicit(&interp->gc.trigger, memory_order_relaxed)) {
+        void (*hook)(ft_tstate *) = atomic_load_explicit(&ft_gc_auto_hook, memory_order_acquire);
+        if (hook != NULL) {
+            hook(ts);
+        }
+    }
+}
+
 /* A GC object's memory (pre-header filled in, listed in the caller's heap),
  * header not initialised; NULL + MemoryError on failure.  size: the
  * object's, without the pre-header; 0 means it overflowed. */
@@ -758,6 +798,9 @@ gc_alloc(size_t size, const char *func)
                     "allocating thread state's heap)");
     }
     ft_safe_point(ts);
+    if (ft_unlikely(++ts->gc_alloc_delta >= FT_GC_COUNT_FLUSH)) {
+        count_flush(ts, true);   /* may collect: before we look at the heap */
+    }
     if (size == 0) {
         return PyErr_NoMemory();
     }
@@ -869,6 +912,9 @@ PyObject_GC_Del(void *ptr)
     ft_tstate *ts = ft_current();
     if (ft_likely(ts != NULL && ts->gc_heap == heap)) {
         heap_remove(heap, pre);
+        if (ft_unlikely(--ts->gc_alloc_delta <= -FT_GC_COUNT_FLUSH)) {
+            count_flush(ts, false);
+        }
         if (ft_unlikely(defer) && world_stopped_by(ts, heap->interp)) {
             defer = false;
         }
@@ -968,24 +1014,30 @@ PyObject_GC_IsFinalized(PyObject *op)
 
 /* ---- the collector's view ------------------------------------------------------- */
 
-int
-ft_gc_heaps_visit(PyInterpreterState *interp, ft_gc_visit_fn fn, void *arg)
+/* The start of a walk over every heap, for `func`: the world must be
+ * stopped by the caller; takes the heap lock (the caller drops it) and the
+ * stopped owners' remote frees, so every listed object is alive.  Nobody
+ * reads lock-free now: they are freed at once, never through RCU. */
+static void
+walk_begin(PyInterpreterState *interp, const char *func)
 {
-    ft_tstate *ts = ft_current();
-    if (!world_stopped_by(ts, interp)) {
-        fatal("ft_gc_heaps_visit", ft_free_threaded
-              ? "the world is not stopped by the calling thread state"
-              : "the calling thread does not hold the GIL");
+    if (!world_stopped_by(ft_current(), interp)) {
+        fatal(func, ft_free_threaded ? "the world is not stopped by the calling thread state"
+                                     : "the calling thread does not hold the GIL");
     }
     heaps_lock(interp);
-    /* Owners are not running: take their remote frees for them, so every
-     * listed object is alive.  Nobody reads lock-free now: free at once. */
     for (ft_gc_heap *h = interp->gc_live; h; h = h->next) {
         uintptr_t list = atomic_exchange_explicit(&h->remote, FT_REMOTE_EMPTY,
                                                   memory_order_acquire);
         unlist_all(h, list);
-        free_all(list, NULL, true);   /* at once: never reaches RCU */
+        free_all(list, NULL, true);
     }
+}
+
+int
+ft_gc_heaps_visit(PyInterpreterState *interp, ft_gc_visit_fn fn, void *arg)
+{
+    walk_begin(interp, "ft_gc_heaps_visit");
     int rc = 0;
     ft_gc_heap *lists[2] = { interp->gc_live, interp->gc_orphans };
     for (int l = 0; l < 2 && rc == 0; l++) {
@@ -997,6 +1049,32 @@ ft_gc_heaps_visit(PyInterpreterState *interp, ft_gc_visit_fn fn, void *arg)
     }
     heaps_unlock(interp);
     return rc;
+}
+
+int
+ft_gc_heaps_snapshot(PyInterpreterState *interp, PyObject ***objs_out, size_t *n_out)
+{
+    walk_begin(interp, "ft_gc_heaps_snapshot");
+    size_t total = 0;
+    ft_gc_heap *lists[2] = { interp->gc_live, interp->gc_orphans };
+    for (int l = 0; l < 2; l++) {
+        for (ft_gc_heap *h = lists[l]; h; h = h->next) {
+            h->gc_base = total;
+            total += h->n;
+        }
+    }
+    PyObject **objs = PyMem_RawMalloc(total ? total * sizeof *objs : 1);
+    if (objs != NULL) {
+        for (int l = 0; l < 2; l++) {
+            for (ft_gc_heap *h = lists[l]; h; h = h->next) {
+                memcpy(objs + h->gc_base, h->objs, h->n * sizeof *objs);
+            }
+        }
+    }
+    heaps_unlock(interp);
+    *objs_out = objs;
+    *n_out = objs ? total : 0;
+    return objs ? 0 : -1;
 }
 
 void

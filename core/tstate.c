@@ -1,17 +1,23 @@
 /* Thread states: the state machine, attach/detach, the lock-free registry,
  * safe points and stop-the-world.
  *
- * THE STATE WORD (ft_tstate.state, 64 bits: kind | tag << 2)
+ * THE STATE WORD (ft_tstate.state, 64 bits: kind | tag << 2, bit 63 WAITING)
  *
  *                 attach (owner thread, CAS)
- *     DETACHED  -------------------------------->  ATTACHED
- *        ^  ^   <--------------------------------    |   |
- *        |  |        detach (owner, store)            |   |
- *        |  |                                         |   | safe point / attach that
- *        |  | start-the-world (requester, CAS),       |   | sees a stop (owner, store)
- *        |  | or the owner when the tag is stale      |   v
- *        |  +-------------------------------------  SUSPENDED(tag = stop seq)
- *        |     stop-the-world (requester, CAS) ----------^
+ *     DETACHED  ------------------------------------->  ATTACHED
+ *        ^  ^   <----------------------------------      |   ^
+ *        |  |        detach (owner, store)               |   | claim (owner, CAS)
+ *        |  |                                            |   |
+ *        |  |                                            |  ATTACHED(tag): granted
+ *        |  |  the owner when the   safe point / attach  |   ^
+ *        |  |  tag is stale (CAS)   that sees a stop     |   | start-the-world (requester,
+ *        |  |                       (owner, store)       v   | CAS): the grant
+ *        |  +----------------------------------------  SUSPENDED|WAITING
+ *        |  |                                            ^
+ *        |  |  start-the-world (requester, CAS),         |     attach about to park
+ *        |  |  or the owner when the tag is stale        |     (owner, CAS)
+ *        |  +----------------------------------------  SUSPENDED(tag = stop seq)
+ *        |     stop-the-world (requester, CAS) --------------^
  *        |     registration during a stop (creator, CAS)
  *        v
  *     SHUTTING_DOWN   finalization (finalizing thread, CAS from DETACHED or
@@ -22,18 +28,75 @@
  *                     state concurrently never both unlink it.
  *
  *   - Only the thread the state is attached to leaves ATTACHED, and only it
- *     enters ATTACHED (from DETACHED, by CAS, so two threads cannot attach
- *     one state).  Everyone else changes the word by CAS from DETACHED or
- *     SUSPENDED, never from ATTACHED: an attached thread is never disturbed,
- *     it is asked (ft_tstate.breaker) and answers at its next safe point.
+ *     enters ATTACHED from DETACHED (by CAS, so two threads cannot attach
+ *     one state).  The one other way in is the grant below: the restart
+ *     hands a SUSPENDED|WAITING state, whose owner is parked in attach for
+ *     it, to that owner, tagged (ATTACHED with tag != 0) until the owner
+ *     claims it by CAS to plain ATTACHED (of two threads misusing one state,
+ *     one claims and the other meets plain ATTACHED: the usual fatal error).
+ *     Everyone else changes the word by CAS from DETACHED or SUSPENDED,
+ *     never from ATTACHED: an attached thread is never disturbed, it is
+ *     asked (ft_tstate.breaker) and answers at its next safe point.
  *   - SUSPENDED carries the sequence number of the stop that put it there
  *     (interp->stw.seq is odd while a stop is requested or in force).  A
  *     suspension whose tag is not the current seq is stale: the stop ended
  *     after it was stamped (e.g. a thread suspended itself just as the world
  *     restarted).  The owner clears a stale suspension itself, so no
- *     interleaving can leave a thread suspended after its stop ended.
- *   - Attach parks on the state word while it is SUSPENDED with a live tag;
- *     start-the-world CASes it back to DETACHED and unparks.
+ *     interleaving can leave a thread suspended after its stop ended.  A
+ *     stop that re-stamps a stale suspension keeps its WAITING bit.
+ *   - WAITING (SUSPENDED only) says the owner is in attach and will not
+ *     leave it before the word leaves SUSPENDED: set by CAS when attach
+ *     finds a live suspension (it then parks on the word), or stored with
+ *     the suspension by a thread suspending itself (at a safe point, or an
+ *     attach that saw a stop), which goes straight on to attach.
+ *   - Start-the-world CASes a SUSPENDED state to DETACHED, or a WAITING one
+ *     to ATTACHED(tag = the stop's seq), and unparks it.
+ *
+ * FORWARD PROGRESS (gh-151518)
+ *   Guarantee: a thread waiting to attach when a stop ends is attached by
+ *   the restart itself, so it runs until its next safe point before any
+ *   later stop can suspend it.  "Waiting to attach" means its state is
+ *   SUSPENDED|WAITING when the restart's walk reaches it (it is parked in
+ *   attach, or suspended itself at a safe point or in attach).  "Runs until
+ *   its next safe point": the attach returns to its caller without looking
+ *   at stw.seq; a stop requested meanwhile sees the state ATTACHED, asks it,
+ *   and waits for its answer, like any attached thread.  PyEval_RestoreThread
+ *   and PyEval_AcquireThread also skip the safe point they make right after
+ *   attaching when the attach was granted, so Py_END_ALLOW_THREADS returns
+ *   to the caller's code; PyGILState_Ensure and PyThreadState_Ensure*
+ *   (core/gilstate.c) keep theirs, so they may be suspended once more there
+ *   and return after the next restart (which grants that attach too).
+ *   Without the grant a restart only detached the parked thread, and a
+ *   requester stopping again at once (a thread looping on gc.collect())
+ *   re-suspended it before it was scheduled, forever.  The cost: the next
+ *   stop waits for the granted thread to wake up and reach a safe point.
+ *   Why this is sound:
+ *   - QSBR: a granted thread is ATTACHED but offline until it claims the
+ *     state.  Harmless: it went offline before parking and holds no pointer
+ *     from before; it goes online (counter store, then the claim's CAS as the
+ *     barrier, exactly as attach) before it touches anything shared, so a
+ *     grace period that does not wait for it meanwhile loses nothing.  What
+ *     ATTACHED promises others (the thread answers at a safe point; the next
+ *     stop waits for it) holds from the grant on.
+ *   - Stale tags: WAITING is set only by CAS against a suspension whose tag
+ *     was the current seq; if the restart gets there first the CAS fails and
+ *     attach starts over (DETACHED).  A WAITING suspension stored by a
+ *     thread suspending itself as the world restarts is stale and cleared by
+ *     its owner, or re-stamped, still WAITING, by the next stop (whose
+ *     restart grants it).  Grants are never stale: they are ATTACHED.
+ *   - Finalization: an owner that finds a grant while its interpreter
+ *     finalizes (must_hang) gives it back (CAS to DETACHED, then wakes the
+ *     stop, which may be the finalizer's, waiting for it) and goes the
+ *     DETACHED way, which hangs.  Finalization moves SUSPENDED|WAITING
+ *     states to SHUTTING_DOWN like any suspension; their owners wake and hang.
+ *   - The requester: it runs from stop to start, so it is never the waiting
+ *     thread; its own state is skipped (attached) or stamped without WAITING
+ *     (a requester without a thread state) and detached by the restart.
+ *   - Critical sections: a granted attach resumes the innermost section like
+ *     any attach.  If that has to wait for the lock, the thread detaches
+ *     (core/critical_section.c): the grant is over, and the guarantee then
+ *     covers its next attach.
+ *   - The GIL build: stops are no-ops and nothing is ever SUSPENDED.
  *
  * MEMORY ORDERING
  *   - Detach stores DETACHED with release: everything the thread did while
@@ -368,6 +431,10 @@ ft_tstate_next(ft_tstate *ts)
 
 /* ---- stop-the-world ------------------------------------------------------------ */
 
+/* A grant: ATTACHED with the tag of the restart that handed it over (see
+ * THE STATE WORD at the top; the bits are in ft_pystate.h). */
+#define TS_IS_GRANT(w) (FT_TS_KIND(w) == FT_TS_ATTACHED && FT_TS_TAG(w) != 0)
+
 static void
 stw_notify(PyInterpreterState *interp)
 {
@@ -375,10 +442,93 @@ stw_notify(PyInterpreterState *interp)
     ft_parking_lot_unpark_all(&interp->stw.wake);
 }
 
+/* ---- statistics (include/cpython/stoptheworld.h) ---- */
+
+/* Single writer (the requester, under the stop mutex): a relaxed load and
+ * store per counter, no read-modify-write; readers load each counter
+ * relaxed. */
+static inline void
+stat_add(uint64_t _Atomic *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+static inline void
+stat_max(uint64_t _Atomic *c, uint64_t v)
+{
+    if (v > atomic_load_explicit(c, memory_order_relaxed)) {
+        atomic_store_explicit(c, v, memory_order_relaxed);
+    }
+}
+
+/* Bucket 0: [0, 2) ns; bucket k: [2^k, 2^(k+1)); the last also above. */
+static int
+hist_bucket(uint64_t ns)
+{
+    if (ns < 2) {
+        return 0;
+    }
+    int k = 63 - __builtin_clzll(ns);
+    return k < PyUnstable_STOP_HIST_BUCKETS - 1 ? k : PyUnstable_STOP_HIST_BUCKETS - 1;
+}
+
+static uint64_t
+elapsed_ns(int64_t from, int64_t to)
+{
+    return to > from ? (uint64_t)(to - from) : 0;
+}
+
+/* The stop in force ends at `end_ns` (ft_start_the_world, mutex held). */
+static void
+record_stop(ft_stw *stw, int64_t end_ns)
+{
+    ft_stw_stats *st = &stw->stats;
+    uint64_t to_stop = elapsed_ns(stw->requested_ns, stw->stopped_ns);
+    uint64_t stopped = elapsed_ns(stw->stopped_ns, end_ns);
+    ft_stw_reason_stats *r = &st->by_reason[stw->reason];
+    stat_add(&r->stops, 1);
+    stat_add(&r->to_stop_ns_total, to_stop);
+    stat_max(&r->to_stop_ns_max, to_stop);
+    stat_add(&r->stopped_ns_total, stopped);
+    stat_max(&r->stopped_ns_max, stopped);
+    stat_add(&st->to_stop_hist[hist_bucket(to_stop)], 1);
+    stat_add(&st->stopped_hist[hist_bucket(stopped)], 1);
+    atomic_store_explicit(&st->last_reason, stw->reason, memory_order_relaxed);
+    atomic_store_explicit(&st->last_to_stop_ns, to_stop, memory_order_relaxed);
+    atomic_store_explicit(&st->last_stopped_ns, stopped, memory_order_relaxed);
+    atomic_store_explicit(&st->last_threads, stw->threads, memory_order_relaxed);
+    stat_add(&st->stops, 1);
+}
+
+static void
+zero_stats(ft_stw_stats *st)
+{
+    atomic_store_explicit(&st->stops, 0, memory_order_relaxed);
+    for (int i = 0; i < PyUnstable_STOP_NREASONS; i++) {
+        ft_stw_reason_stats *r = &st->by_reason[i];
+        atomic_store_explicit(&r->stops, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->to_stop_ns_total, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->to_stop_ns_max, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->stopped_ns_total, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->stopped_ns_max, 0, memory_order_relaxed);
+    }
+    for (int i = 0; i < PyUnstable_STOP_HIST_BUCKETS; i++) {
+        atomic_store_explicit(&st->to_stop_hist[i], 0, memory_order_relaxed);
+        atomic_store_explicit(&st->stopped_hist[i], 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&st->last_reason, PyUnstable_STOP_OTHER, memory_order_relaxed);
+    atomic_store_explicit(&st->last_to_stop_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->last_stopped_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->last_threads, 0, memory_order_relaxed);
+}
+
+/* ---- stop and start ---- */
+
 static bool must_hang(PyInterpreterState *interp, ft_tstate *ts);
 
 void
-ft_stop_the_world(PyInterpreterState *interp)
+ft_stop_the_world(PyInterpreterState *interp, PyUnstable_StopReason reason)
 {
     if (!ft_free_threaded) {
         return;   /* the caller holds the GIL: nobody else is attached */
@@ -407,9 +557,12 @@ ft_stop_the_world(PyInterpreterState *interp)
             ft_tstate_attach(me, "ft_stop_the_world");
         }
     }
+    atomic_store_explicit(&stw->holder, PyThread_get_thread_ident(), memory_order_relaxed);
+    stw->reason = (unsigned)reason < PyUnstable_STOP_NREASONS ? (int)reason
+                                                              : PyUnstable_STOP_OTHER;
+    stw->requested_ns = ft_monotonic_ns();
     uint64_t seq = atomic_fetch_add_explicit(&stw->seq, 1, memory_order_seq_cst) + 1;
     atomic_store_explicit(&stw->requester, me, memory_order_seq_cst);
-    stw->stops++;
 
     bool was_online = ft_rcu_is_online();
     if (!was_online) {
@@ -420,6 +573,7 @@ ft_stop_the_world(PyInterpreterState *interp)
     for (;;) {
         uint32_t wake = atomic_load_explicit(&stw->wake, memory_order_acquire);
         int running = 0;
+        uint32_t stopped = 0;
         for (ft_tstate *ts = ft_tstate_first(interp); ts; ts = ft_tstate_next(ts)) {
             if (ts == me) {
                 continue;
@@ -427,25 +581,33 @@ ft_stop_the_world(PyInterpreterState *interp)
             uint64_t w = atomic_load_explicit(&ts->state, memory_order_seq_cst);
             for (;;) {
                 int kind = FT_TS_KIND(w);
-                if (kind == FT_TS_ATTACHED) {
+                if (kind == FT_TS_ATTACHED) {   /* granted ones too: their owner runs */
                     atomic_fetch_or_explicit(&ts->breaker, FT_BREAK_PLEASE_STOP,
                                              memory_order_seq_cst);
                     running++;
                     break;
                 }
-                if (kind == FT_TS_SHUTTING_DOWN ||
-                    (kind == FT_TS_SUSPENDED && FT_TS_TAG(w) == seq)) {
+                if (kind == FT_TS_SHUTTING_DOWN) {
                     break;
                 }
-                /* DETACHED, or a stale suspension: stamp it with this stop. */
-                if (atomic_compare_exchange_weak_explicit(&ts->state, &w, FT_TS_SUSPENDED_BY(seq),
+                if (kind == FT_TS_SUSPENDED && FT_TS_TAG(w) == seq) {
+                    stopped++;
+                    break;
+                }
+                /* DETACHED, or a stale suspension: stamp it with this stop
+                 * (an owner waiting in attach stays marked waiting). */
+                uint64_t to = FT_TS_SUSPENDED_BY(seq) |
+                              (kind == FT_TS_SUSPENDED ? (w & FT_TS_WAITING) : 0);
+                if (atomic_compare_exchange_weak_explicit(&ts->state, &w, to,
                                                           memory_order_seq_cst,
                                                           memory_order_seq_cst)) {
+                    stopped++;
                     break;
                 }
             }
         }
         if (running == 0) {
+            stw->threads = stopped;
             break;
         }
         /* Those still running answer at their next safe point and wake us;
@@ -460,6 +622,7 @@ ft_stop_the_world(PyInterpreterState *interp)
         ft_rcu_offline();
         ft_rcu_fork_exit();
     }
+    stw->stopped_ns = ft_monotonic_ns();
 }
 
 void
@@ -469,7 +632,8 @@ ft_start_the_world(PyInterpreterState *interp)
         return;
     }
     ft_stw *stw = &interp->stw;
-    atomic_fetch_add_explicit(&stw->seq, 1, memory_order_seq_cst);   /* even: over */
+    record_stop(stw, ft_monotonic_ns());
+    uint64_t seq = atomic_fetch_add_explicit(&stw->seq, 1, memory_order_seq_cst);   /* even: over */
     bool was_online = ft_rcu_is_online();
     if (!was_online) {
         ft_rcu_ensure_registered();
@@ -481,7 +645,11 @@ ft_start_the_world(PyInterpreterState *interp)
                                   memory_order_relaxed);
         uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
         while (FT_TS_KIND(w) == FT_TS_SUSPENDED) {
-            if (atomic_compare_exchange_weak_explicit(&ts->state, &w, FT_TS_DETACHED,
+            /* The forward-progress guarantee: an owner waiting in attach is
+             * handed the state ATTACHED (granted), so no later stop can
+             * suspend it before it has run to its next safe point. */
+            uint64_t to = (w & FT_TS_WAITING) ? FT_TS_GRANTED_BY(seq) : FT_TS_DETACHED;
+            if (atomic_compare_exchange_weak_explicit(&ts->state, &w, to,
                                                       memory_order_release,
                                                       memory_order_acquire)) {
                 ft_parking_lot_unpark_all(&ts->state);
@@ -494,6 +662,7 @@ ft_start_the_world(PyInterpreterState *interp)
         ft_rcu_fork_exit();
     }
     atomic_store_explicit(&stw->requester, NULL, memory_order_release);
+    atomic_store_explicit(&stw->holder, 0, memory_order_relaxed);
     PyMutex_Unlock(&stw->mutex);
     /* Sections suspended while we were the requester (waiting for the stop
      * mutex in ft_stop_the_world, or detaching during the stop) were left
@@ -505,14 +674,100 @@ ft_start_the_world(PyInterpreterState *interp)
     }
 }
 
+/* ---- every interpreter at once ---- */
+
+/* Global stops are serialised by all_mutex, taken before any interpreter's
+ * stop mutex, never the other way round (PyOS_BeforeFork takes only the main
+ * interpreter's).  The list is followed under ft_rt.interp_lock, taken for a
+ * moment after the previous interpreter's stop mutex: the same order as
+ * PyOS_BeforeFork's.  all_stopped chains the interpreters the global stop in
+ * force stopped (stw.all_next), so that the start restarts exactly those
+ * even if the list changed meanwhile.  (With sub-interpreters, deleting one
+ * will have to stop its world first, or this walk may follow a freed one.) */
+static PyMutex all_mutex;
+static unsigned long _Atomic all_holder;
+static PyInterpreterState *all_stopped;
+static pthread_once_t all_atfork_once = PTHREAD_ONCE_INIT;
+
+/* A fork child whose parent had a global stop waiting (its requester held
+ * all_mutex, queued behind PyOS_BeforeFork's stop): that thread does not
+ * exist in the child, so the mutex is free there. */
+static void
+all_after_fork_child(void)
+{
+    if (atomic_load_explicit(&all_holder, memory_order_relaxed) != PyThread_get_thread_ident()) {
+        ft_mutex_after_fork(&all_mutex);
+        atomic_store_explicit(&all_holder, 0, memory_order_relaxed);
+        all_stopped = NULL;
+    }
+}
+
+static void
+all_atfork_init(void)
+{
+    int err = pthread_atfork(NULL, NULL, all_after_fork_child);
+    if (err) {
+        ft_fatal_errno("ft_stop_the_world_all", "pthread_atfork", err);
+    }
+}
+
+static PyInterpreterState *
+interp_after(PyInterpreterState *prev)
+{
+    ft_mutex_lock_flags(&ft_rt.interp_lock, FT_LOCK_DONT_DETACH);   /* held briefly */
+    PyInterpreterState *next = prev == NULL
+        ? atomic_load_explicit(&ft_rt.interp_head, memory_order_acquire)
+        : prev->next;
+    PyMutex_Unlock(&ft_rt.interp_lock);
+    return next;
+}
+
+void
+ft_stop_the_world_all(PyUnstable_StopReason reason)
+{
+    if (!ft_free_threaded) {
+        return;
+    }
+    (void)pthread_once(&all_atfork_once, all_atfork_init);
+    PyMutex_Lock(&all_mutex);   /* detaches if it has to wait: other stops may need us */
+    atomic_store_explicit(&all_holder, PyThread_get_thread_ident(), memory_order_relaxed);
+    PyInterpreterState **tail = &all_stopped;
+    for (PyInterpreterState *interp = interp_after(NULL); interp; interp = interp_after(interp)) {
+        ft_stop_the_world(interp, reason);
+        interp->stw.all_next = NULL;
+        *tail = interp;
+        tail = &interp->stw.all_next;
+    }
+}
+
+void
+ft_start_the_world_all(void)
+{
+    if (!ft_free_threaded) {
+        return;
+    }
+    PyInterpreterState *interp = all_stopped;
+    all_stopped = NULL;
+    while (interp) {
+        PyInterpreterState *next = interp->stw.all_next;
+        ft_start_the_world(interp);
+        interp = next;
+    }
+    atomic_store_explicit(&all_holder, 0, memory_order_relaxed);
+    PyMutex_Unlock(&all_mutex);
+}
+
 /* ---- attach / detach ---------------------------------------------------------- */
 
-/* The attached thread ts sees stop `seq` requested: step aside. */
+/* The attached thread ts sees stop `seq` requested: step aside.  Every
+ * caller goes straight on to attach ts again, so the suspension is marked
+ * WAITING at once: the restart then hands the state back ATTACHED. */
 static void
 suspend_self(ft_tstate *ts, uint64_t seq)
 {
     PyInterpreterState *interp = ts->base.interp;
-    atomic_store_explicit(&ts->state, FT_TS_SUSPENDED_BY(seq), memory_order_release);
+    atomic_store_explicit(&ts->state, FT_TS_SUSPENDED_BY(seq) | FT_TS_WAITING,
+                          memory_order_release);
     stw_notify(interp);
 }
 
@@ -523,10 +778,31 @@ must_hang(PyInterpreterState *interp, ft_tstate *ts)
     return fin != NULL && fin != ts;
 }
 
-/* Everything but the common case of ft_tstate_attach.  errno is kept: a
- * caller reads it after Py_END_ALLOW_THREADS, and parking, the GIL and
- * liburcu's wake-ups make system calls. */
-static FT_NOINLINE void
+/* attach_slow's way into ATTACHED from the word *w (DETACHED, or a
+ * grant): online first, because the CAS is the barrier QSBR needs after
+ * the counter store (ft_rcu.h), so the round trip pays for one barrier
+ * instead of two.  False (offline again, *w reloaded) if the word moved. */
+static bool
+online_and_take(ft_tstate *ts, uint64_t *w)
+{
+    ft_rcu_online_store();
+    if (ft_unlikely(!atomic_compare_exchange_strong_explicit(&ts->state, w, FT_TS_ATTACHED,
+                                                             memory_order_seq_cst,
+                                                             memory_order_relaxed))) {
+        ft_rcu_offline();
+        return false;
+    }
+    if (!ft_rmw_is_full_barrier) {
+        cmm_smp_mb();
+    }
+    return true;
+}
+
+/* Everything but the common case of attach().  errno is kept: a caller
+ * reads it after Py_END_ALLOW_THREADS, and parking, the GIL and liburcu's
+ * wake-ups make system calls.  True if a restart granted the state (see the
+ * forward-progress guarantee at the top). */
+static FT_NOINLINE bool
 attach_slow(ft_tstate *ts, const char *func)
 {
     if (ft_unlikely(ft_tls_current != NULL)) {
@@ -539,6 +815,7 @@ attach_slow(ft_tstate *ts, const char *func)
     if (!ft_free_threaded) {
         ft_gil_take(&ft_rt.gil, ts);
     }
+    bool granted = false;
     for (;;) {
         uint64_t w = atomic_load_explicit(&ts->state, memory_order_acquire);
         switch (FT_TS_KIND(w)) {
@@ -556,18 +833,8 @@ attach_slow(ft_tstate *ts, const char *func)
                 }
                 continue;
             }
-            /* Online first: the CAS below is the barrier QSBR needs after
-             * the counter store (see ft_rcu.h), so the round trip pays for
-             * one barrier here instead of two. */
-            ft_rcu_online_store();
-            if (ft_unlikely(!atomic_compare_exchange_strong_explicit(
-                    &ts->state, &w, FT_TS_ATTACHED, memory_order_seq_cst,
-                    memory_order_relaxed))) {
-                ft_rcu_offline();
+            if (!online_and_take(ts, &w)) {
                 continue;
-            }
-            if (!ft_rmw_is_full_barrier) {
-                cmm_smp_mb();
             }
             if (ft_free_threaded) {
                 uint64_t seq = atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst);
@@ -578,17 +845,45 @@ attach_slow(ft_tstate *ts, const char *func)
                     continue;
                 }
             }
-            ft_tls_current = ts;
-            bind_to_thread(ts);
-            if (ft_free_threaded && ts->critical_section != 0) {
-                ft_critical_section_resume(ts);
-            }
-            errno = saved_errno;
-            return;
+            break;
         case FT_TS_ATTACHED:
-            fatal(func, "the thread state is attached to another thread");
+            if (!TS_IS_GRANT(w)) {
+                fatal(func, "the thread state is attached to another thread");
+            }
+            /* A restart handed us the state while we waited (the tag is
+             * its stop).  Finalizing: give it back and go the DETACHED way,
+             * which hangs; a stop waiting for us is told. */
+            if (ft_unlikely(must_hang(interp, ts))) {
+                if (atomic_compare_exchange_strong_explicit(&ts->state, &w, FT_TS_DETACHED,
+                                                            memory_order_seq_cst,
+                                                            memory_order_relaxed)) {
+                    stw_notify(interp);
+                }
+                continue;
+            }
+            /* Claim it: online, then normalise the word by CAS (of two
+             * threads misusing one state, only one wins).  No stw.seq
+             * check: a stop requested since the restart saw us ATTACHED
+             * and waits for our next safe point. */
+            if (!online_and_take(ts, &w)) {
+                continue;
+            }
+            granted = true;
+            break;
         case FT_TS_SUSPENDED:
-            if (atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst) == FT_TS_TAG(w)) {
+            if (atomic_load_explicit(&interp->stw.seq, memory_order_seq_cst) ==
+                FT_TS_TAG(w)) {
+                /* Mark the suspension waiting, then wait for the restart,
+                 * which hands the state over instead of detaching it. */
+                if (!(w & FT_TS_WAITING)) {
+                    uint64_t marked = w | FT_TS_WAITING;
+                    if (!atomic_compare_exchange_strong_explicit(&ts->state, &w, marked,
+                                                                 memory_order_relaxed,
+                                                                 memory_order_relaxed)) {
+                        continue;
+                    }
+                    w = marked;
+                }
                 (void)ft_parking_lot_park(&ts->state, &w, sizeof w, -1, NULL, 0);
             }
             else {
@@ -604,15 +899,23 @@ attach_slow(ft_tstate *ts, const char *func)
             }
             ft_hang_thread(ts);
         }
+        break;   /* attached */
     }
+    ft_tls_current = ts;
+    bind_to_thread(ts);
+    if (ft_free_threaded && ts->critical_section != 0) {
+        ft_critical_section_resume(ts);   /* if it has to wait it detaches: no longer granted */
+    }
+    errno = saved_errno;
+    return granted;
 }
 
 /* The common case: free-threaded, the thread registered with liburcu, the
  * state DETACHED, no finalization and no stop requested.  One barrier (the
  * CAS) and no system call; anything else goes to attach_slow, which starts
- * over from the state word. */
-void
-ft_tstate_attach(ft_tstate *ts, const char *func)
+ * over from the state word.  True if a restart granted the state. */
+static inline bool
+attach(ft_tstate *ts, const char *func)
 {
     PyInterpreterState *interp = ts->base.interp;
     if (ft_free_threaded && ft_likely(ft_tls_current == NULL && tls_rcu_registered &&
@@ -634,7 +937,7 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
                 if (ts->critical_section != 0) {
                     ft_critical_section_resume(ts);
                 }
-                return;
+                return false;
             }
             /* A stop is requested: step aside, then wait in the slow path. */
             int saved_errno = errno;
@@ -648,7 +951,13 @@ ft_tstate_attach(ft_tstate *ts, const char *func)
             errno = saved_errno;
         }
     }
-    attach_slow(ts, func);
+    return attach_slow(ts, func);
+}
+
+void
+ft_tstate_attach(ft_tstate *ts, const char *func)
+{
+    (void)attach(ts, func);
 }
 
 void
@@ -1075,8 +1384,11 @@ PyEval_RestoreThread(PyThreadState *tstate)
         fatal("PyEval_RestoreThread", "tstate is NULL");
     }
     ft_tstate *ts = ft_ts(tstate);
-    ft_tstate_attach(ts, "PyEval_RestoreThread");
-    ft_safe_point(ts);
+    /* Granted by a restart: the caller's code runs before any safe point
+     * (the forward-progress guarantee; requests wait for the next one). */
+    if (!attach(ts, "PyEval_RestoreThread")) {
+        ft_safe_point(ts);
+    }
 }
 
 void
@@ -1086,8 +1398,9 @@ PyEval_AcquireThread(PyThreadState *tstate)
         fatal("PyEval_AcquireThread", "tstate is NULL");
     }
     ft_tstate *ts = ft_ts(tstate);
-    ft_tstate_attach(ts, "PyEval_AcquireThread");
-    ft_safe_point(ts);
+    if (!attach(ts, "PyEval_AcquireThread")) {   /* as PyEval_RestoreThread */
+        ft_safe_point(ts);
+    }
 }
 
 void
@@ -1100,4 +1413,131 @@ PyEval_ReleaseThread(PyThreadState *tstate)
         fatal("PyEval_ReleaseThread", "tstate is not the attached thread state");
     }
     ft_tstate_detach(ft_ts(tstate));
+}
+
+/* ---- stop-the-world statistics (include/cpython/stoptheworld.h) --------------------- */
+
+int
+PyUnstable_StopTheWorld_GetStats(PyInterpreterState *interp, PyUnstable_StopTheWorldStats *out)
+{
+    if (interp == NULL || out == NULL) {
+        if (ft_tls_current != NULL) {
+            PyErr_SetString(PyExc_ValueError,
+                            interp == NULL ? "PyUnstable_StopTheWorld_GetStats: interp is NULL"
+                                           : "PyUnstable_StopTheWorld_GetStats: out is NULL");
+        }
+        return -1;
+    }
+    const ft_stw_stats *st = &interp->stw.stats;
+    memset(out, 0, sizeof *out);
+    out->stops = atomic_load_explicit(&st->stops, memory_order_relaxed);
+    for (int i = 0; i < PyUnstable_STOP_NREASONS; i++) {
+        const ft_stw_reason_stats *r = &st->by_reason[i];
+        PyUnstable_StopReasonStats *o = &out->by_reason[i];
+        o->stops = atomic_load_explicit(&r->stops, memory_order_relaxed);
+        o->to_stop_ns_total = atomic_load_explicit(&r->to_stop_ns_total, memory_order_relaxed);
+        o->to_stop_ns_max = atomic_load_explicit(&r->to_stop_ns_max, memory_order_relaxed);
+        o->stopped_ns_total = atomic_load_explicit(&r->stopped_ns_total, memory_order_relaxed);
+        o->stopped_ns_max = atomic_load_explicit(&r->stopped_ns_max, memory_order_relaxed);
+    }
+    for (int i = 0; i < PyUnstable_STOP_HIST_BUCKETS; i++) {
+        out->to_stop_hist[i] = atomic_load_explicit(&st->to_stop_hist[i], memory_order_relaxed);
+        out->stopped_hist[i] = atomic_load_explicit(&st->stopped_hist[i], memory_order_relaxed);
+    }
+    out->last_reason =
+        (PyUnstable_StopReason)atomic_load_explicit(&st->last_reason, memory_order_relaxed);
+    out->last_to_stop_ns = atomic_load_explicit(&st->last_to_stop_ns, memory_order_relaxed);
+    out->last_stopped_ns = atomic_load_explicit(&st->last_stopped_ns, memory_order_relaxed);
+    out->last_threads = atomic_load_explicit(&st->last_threads, memory_order_relaxed);
+    return 0;
+}
+
+/* Under the stop mutex, so that a stop in progress is recorded whole, either
+ * before the reset or after it.  The caller may be the requester of the stop
+ * in force (it holds the mutex already), or attached: then it waits for the
+ * mutex detached, as ft_stop_the_world does, since the holder may be
+ * stopping it, and it re-attaches only after letting the mutex go. */
+void
+PyUnstable_StopTheWorld_ResetStats(PyInterpreterState *interp)
+{
+    if (interp == NULL) {
+        return;
+    }
+    ft_stw *stw = &interp->stw;
+    if (!ft_free_threaded) {
+        zero_stats(&stw->stats);   /* nobody writes them: stops are no-ops */
+        return;
+    }
+    if ((atomic_load_explicit(&stw->seq, memory_order_acquire) & 1) &&
+        atomic_load_explicit(&stw->holder, memory_order_relaxed) == PyThread_get_thread_ident()) {
+        zero_stats(&stw->stats);   /* our own stop: we hold the mutex */
+        return;
+    }
+    ft_tstate *me = NULL;
+    if (!ft_mutex_lock_fast(&stw->mutex)) {
+        me = ft_tls_current;
+        if (me != NULL) {
+            ft_tstate_detach(me);
+        }
+        ft_mutex_lock_flags(&stw->mutex, FT_LOCK_DONT_DETACH);
+    }
+    zero_stats(&stw->stats);
+    PyMutex_Unlock(&stw->mutex);
+    if (me != NULL) {
+        ft_tstate_attach(me, "PyUnstable_StopTheWorld_ResetStats");
+    }
+}
+
+const char *
+PyUnstable_StopTheWorld_ReasonName(int reason)
+{
+    static const char *const names[PyUnstable_STOP_NREASONS] = {
+        [PyUnstable_STOP_OTHER] = "other",
+        [PyUnstable_STOP_GC] = "gc",
+        [PyUnstable_STOP_FORK] = "fork",
+        [PyUnstable_STOP_FINALIZE] = "finalize",
+        [PyUnstable_STOP_REFCOUNT] = "refcount",
+    };
+    return reason >= 0 && reason < PyUnstable_STOP_NREASONS ? names[reason] : NULL;
+}
+
+/* The smallest bucket whose cumulative count reaches ceil(p% of the total)
+ * (at least 1 sample); its exclusive upper bound 2^(k+1) ns, or UINT64_MAX
+ * for the last bucket, which has none.  p is clamped to (0, 100]: p <= 0
+ * (or NaN) gives the lowest non-empty bucket. */
+uint64_t
+PyUnstable_StopTheWorld_Percentile(const uint64_t *hist, double p)
+{
+    if (hist == NULL) {
+        return 0;
+    }
+    uint64_t total = 0;
+    for (int k = 0; k < PyUnstable_STOP_HIST_BUCKETS; k++) {
+        total += hist[k];
+    }
+    if (total == 0) {
+        return 0;
+    }
+    if (!(p > 0)) {
+        p = 0;
+    }
+    if (p > 100) {
+        p = 100;
+    }
+    double want = p * (double)total / 100.0;   /* exact for integral p and total < 2^53 / 100 */
+    uint64_t rank = want >= (double)total ? total : (uint64_t)want;
+    if ((double)rank < want) {
+        rank++;   /* ceil */
+    }
+    if (rank == 0) {
+        rank = 1;
+    }
+    uint64_t seen = 0;
+    for (int k = 0; k < PyUnstable_STOP_HIST_BUCKETS; k++) {
+        seen += hist[k];
+        if (seen >= rank) {
+            return k == PyUnstable_STOP_HIST_BUCKETS - 1 ? UINT64_MAX : (uint64_t)2 << k;
+        }
+    }
+    return UINT64_MAX;   /* not reached */
 }

@@ -102,7 +102,7 @@ static const slot_place slot_places[FT_MAX_SLOT_ID + 1] = {
     [Py_tp_iternext] = TP(tp_iternext), [Py_tp_new] = TP(tp_new), [Py_tp_repr] = TP(tp_repr),
     [Py_tp_richcompare] = TP(tp_richcompare), [Py_tp_setattro] = TP(tp_setattro),
     [Py_tp_str] = TP(tp_str), [Py_tp_traverse] = TP(tp_traverse), [Py_tp_free] = TP(tp_free),
-    [Py_tp_finalize] = TP(tp_finalize),
+    [Py_tp_finalize] = TP(tp_finalize), [Py_tp_del] = TP(tp_del),
 };
 #undef TP
 #undef NB

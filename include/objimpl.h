@@ -57,4 +57,15 @@ PyAPI_FUNC(void) PyObject_GC_Del(void *op);
 
 #define PyObject_IS_GC(o) PyType_HasFeature(Py_TYPE(o), Py_TPFLAGS_HAVE_GC)
 
+/* The collector (gc/gc.c).  PyGC_Collect returns the number of unreachable
+ * objects found (0 if a collection is already running in another thread or
+ * lower on this one's stack); Enable/Disable return the previous state and
+ * affect automatic collection only. */
+PyAPI_FUNC(Py_ssize_t) PyGC_Collect(void);
+PyAPI_FUNC(int) PyGC_Enable(void);
+PyAPI_FUNC(int) PyGC_Disable(void);
+PyAPI_FUNC(int) PyGC_IsEnabled(void);
+
+#include "cpython/gc.h"
+
 #endif /* Py_OBJIMPL_H */

@@ -99,4 +99,7 @@ PyAPI_FUNC(PyThreadStateToken *) PyThreadState_Ensure(PyInterpreterGuard *guard)
 PyAPI_FUNC(PyThreadStateToken *) PyThreadState_EnsureFromView(PyInterpreterView *view);
 PyAPI_FUNC(void) PyThreadState_Release(PyThreadStateToken *token);
 
+/* ftrt extension: what stopped the world and for how long. */
+#include "cpython/stoptheworld.h"
+
 #endif /* Py_PYSTATE_H */

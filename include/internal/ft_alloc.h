@@ -10,6 +10,7 @@
 #define FT_ALLOC_H
 
 #include "ft_core.h"
+#include "ft_object.h"   /* the FT_GC_* bits */
 #include <stddef.h>
 
 FT_INTERNAL void *ft_raw_alloc(size_t size);         /* NULL on failure */
@@ -32,7 +33,7 @@ FT_INTERNAL void ft_alloc_fail_after(long nth);
  *
  * Every GC object (a type with Py_TPFLAGS_HAVE_GC) is allocated with a
  * 16-byte pre-header naming the heap that lists it and its position there;
- * core/obmalloc.c explains the protocol.  The collector (gc/) finds objects
+ * core/obmalloc.c explains the protocol.  The collector (gc/gc.c) finds objects
  * through ft_gc_heaps_visit, never by walking jemalloc. */
 
 struct ft_tstate;
@@ -69,6 +70,15 @@ ft_gc_bits(PyObject *op)
 #endif
 }
 
+/* The collector's garbage (gc/gc.c): FT_GC_UNREACHABLE is set in its first
+ * pause on every object it found unreachable (cleared again if a finalizer
+ * resurrects one).  Only the collector can reach such an object, and no
+ * lock-free read of it can be in progress (every attached thread passed a
+ * safe point in the pause), so containers treat it as owned by the caller
+ * and not SHARED, and its memory is freed at once, never after a grace
+ * period (core/obmalloc.c). */
+static inline bool ft_gc_is_garbage(PyObject *op);
+
 static inline void
 ft_gc_bits_set(PyObject *op, uint32_t bits)
 {
@@ -100,6 +110,35 @@ ft_gc_bits_clear(PyObject *op, uint32_t bits)
  * is held): collect into a side stack instead. */
 typedef int (*ft_gc_visit_fn)(PyObject *op, void *arg);
 FT_INTERNAL int ft_gc_heaps_visit(PyInterpreterState *interp, ft_gc_visit_fn fn, void *arg);
+
+static inline bool
+ft_gc_is_garbage(PyObject *op)
+{
+    return ft_free_threaded && PyObject_IS_GC(op) && (ft_gc_bits(op) & FT_GC_UNREACHABLE) != 0;
+}
+
+/* The collector's numbering (gc/gc.c).  With the world stopped by the
+ * caller, ft_gc_heaps_snapshot takes the owners' pending remote frees, then
+ * numbers every listed object 0..n-1 (heap by heap: each heap records its
+ * first number) and copies them into a new PyMem_Raw array (*objs, freed by
+ * the caller), so that objs[ft_gc_number(op)] == op for every listed op
+ * until the world restarts.  -1 (nothing set) if the array cannot be
+ * allocated. */
+FT_INTERNAL int ft_gc_heaps_snapshot(PyInterpreterState *interp, PyObject ***objs, size_t *n);
+static inline size_t
+ft_gc_number(PyObject *op)
+{
+    ft_gc_prehdr *pre = ft_gc_prehdr_of(op);
+    return *(const size_t *)pre->heap + pre->index;   /* heap->gc_base is its first field */
+}
+
+/* The automatic collection hook (core/obmalloc.c calls it at an allocation's
+ * safe point once interp->gc.young passes interp->gc.trigger; gc/ registers
+ * it).  A lower layer never calls up otherwise. */
+FT_INTERNAL extern void (*_Atomic ft_gc_auto_hook)(struct ft_tstate *ts);
+/* Py_FinalizeEx calls it once the other threads are shut down (core/lifecycle.c). */
+FT_INTERNAL extern void (*_Atomic ft_gc_fini_hook)(struct ft_tstate *ts);
+#define FT_GC_DEFAULT_THRESHOLD 2000
 
 /* The heap listing op (a live GC object). */
 FT_INTERNAL ft_gc_heap *ft_gc_heap_of(PyObject *op);

@@ -23,17 +23,23 @@
 
 /* ---- thread-state word --------------------------------------------------- */
 
-/* ft_tstate.state = kind | tag << 2.  The tag is used by SUSPENDED only: the
- * (odd) stop-the-world sequence number of the stop that suspended it. */
+/* ft_tstate.state = kind | tag << 2, plus the WAITING flag in bit 63
+ * (core/tstate.c, THE STATE WORD, has the machine).  The tag is the (odd)
+ * stop-the-world sequence number of the stop that suspended the state
+ * (SUSPENDED), or of the restart that handed it over attached (ATTACHED
+ * with a tag: a grant, claimed by its owner, which stores plain ATTACHED).
+ * WAITING marks a SUSPENDED state whose owner is parked in attach. */
 enum {
     FT_TS_DETACHED = 0,
     FT_TS_ATTACHED = 1,
     FT_TS_SUSPENDED = 2,
     FT_TS_SHUTTING_DOWN = 3,
 };
+#define FT_TS_WAITING        ((uint64_t)1 << 63)
 #define FT_TS_KIND(w)        ((int)((w) & 3))
-#define FT_TS_TAG(w)         ((w) >> 2)
+#define FT_TS_TAG(w)         (((w) & ~FT_TS_WAITING) >> 2)
 #define FT_TS_SUSPENDED_BY(seq) (((uint64_t)(seq) << 2) | FT_TS_SUSPENDED)
+#define FT_TS_GRANTED_BY(seq)   (((uint64_t)(seq) << 2) | FT_TS_ATTACHED)
 
 /* ft_tstate.breaker: requests an attached thread answers at its next safe
  * point (CPython's eval breaker). */
@@ -64,7 +70,7 @@ typedef struct ft_thread_slot {
 
 typedef struct ft_tstate {
     PyThreadState base;              /* .interp: public, must come first */
-    uint64_t _Atomic state;          /* FT_TS_* | tag << 2 */
+    uint64_t _Atomic state;          /* FT_TS_* | tag << 2 (+ flag bits: core/tstate.c) */
     uint32_t _Atomic breaker;        /* FT_BREAK_* */
     uint64_t id;                     /* unique in the process, > 0 */
     ft_thread_slot *_Atomic slot;    /* the OS thread it is bound to, or NULL */
@@ -78,6 +84,8 @@ typedef struct ft_tstate {
     uintptr_t critical_section;      /* top section, tagged (core/critical_section.c) */
     PyObject *current_exception;     /* the error indicator (core/errors.c) */
     struct ft_gc_heap *gc_heap;      /* its GC objects (core/obmalloc.c); NULL until the first */
+    int32_t gc_alloc_delta;          /* GC objects created - freed here since the last flush
+                                        to interp->gc.young (owner thread only) */
     PyObject *dict;                  /* PyThreadState_GetDict (owner thread; cleared by ft_tstate_clear) */
     unsigned long _Atomic thread_ident;  /* PyThread_get_thread_ident of its OS thread, 0 unbound */
     PyObject *_Atomic async_exc;     /* PyThreadState_SetAsyncExc: raised at the owner's next
@@ -90,12 +98,37 @@ static inline ft_tstate *ft_ts(PyThreadState *ts) { return (ft_tstate *)ts; }
 
 /* ---- stop-the-world ------------------------------------------------------- */
 
+/* Statistics (include/cpython/stoptheworld.h): written only by the
+ * requester, under ft_stw.mutex, with relaxed atomic stores; read by anyone
+ * with relaxed atomic loads (no single counter tears). */
+typedef struct ft_stw_reason_stats {
+    uint64_t _Atomic stops;
+    uint64_t _Atomic to_stop_ns_total, to_stop_ns_max;
+    uint64_t _Atomic stopped_ns_total, stopped_ns_max;
+} ft_stw_reason_stats;
+
+typedef struct ft_stw_stats {
+    uint64_t _Atomic stops;          /* completed stops (counted by ft_start_the_world) */
+    ft_stw_reason_stats by_reason[PyUnstable_STOP_NREASONS];
+    uint64_t _Atomic to_stop_hist[PyUnstable_STOP_HIST_BUCKETS];
+    uint64_t _Atomic stopped_hist[PyUnstable_STOP_HIST_BUCKETS];
+    int _Atomic last_reason;
+    uint64_t _Atomic last_to_stop_ns, last_stopped_ns;
+    uint32_t _Atomic last_threads;
+} ft_stw_stats;
+
 typedef struct ft_stw {
-    PyMutex mutex;                   /* one requester at a time */
+    PyMutex mutex;                   /* one requester at a time, from stop to start */
     uint64_t _Atomic seq;            /* odd while a stop is requested or in force */
     ft_tstate *_Atomic requester;
     uint32_t _Atomic wake;           /* the requester parks here; bumped by stoppers */
-    uint64_t stops;                  /* statistics (under mutex) */
+    /* The stop in progress (under mutex): */
+    unsigned long _Atomic holder;    /* PyThread_get_thread_ident of the requester, 0: none */
+    int reason;                      /* PyUnstable_StopReason */
+    int64_t requested_ns, stopped_ns;   /* CLOCK_MONOTONIC: request, all stopped */
+    uint32_t threads;                /* other states the stop suspended */
+    PyInterpreterState *all_next;    /* ft_stop_the_world_all's chain (under its mutex) */
+    ft_stw_stats stats;
 } ft_stw;
 
 /* ---- interpreters ------------------------------------------------------- */
@@ -130,6 +163,20 @@ struct _is {
      * Py_Initialize cycles. */
     ft_raw_mutex gc_heaps_lock;
     struct ft_gc_heap *gc_live, *gc_orphans;
+    /* gc/: the collector's state.  `young` is the net count of GC objects
+     * created since the last collection, flushed from each thread state's
+     * gc_alloc_delta (core/obmalloc.c); an allocation that pushes it past
+     * `trigger` calls ft_gc_auto_hook. */
+    struct {
+        int64_t _Atomic young;
+        int64_t _Atomic trigger;       /* set by gc/: max(threshold, live / 4) */
+        int64_t _Atomic threshold;     /* PyUnstable_GC_SetThreshold; 0: never automatic */
+        int _Atomic enabled;           /* PyGC_Enable / PyGC_Disable */
+        int _Atomic collecting;        /* one collection at a time (CAS 0 -> 1) */
+        PyObject *_Atomic garbage;     /* PyUnstable_GC_GetGarbage: created on first use */
+        ft_raw_mutex stats_lock;       /* guards stats (the collector writes, readers copy) */
+        PyUnstable_GCStats stats;
+    } gc;
     /* PyInterpreterState_GetDict: created on first use (CAS), cleared by
      * Py_FinalizeEx while types are alive. */
     PyObject *_Atomic dict;
@@ -239,6 +286,18 @@ ft_safe_point(ft_tstate *ts)
     }
 }
 
+/* The safe point of an object creation (docs/threads.md): the calling
+ * thread's attached state, if any, answers requests.  For creators that
+ * bypass PyObject_New (ints and floats allocate with PyObject_Malloc). */
+static inline void
+ft_alloc_safe_point(void)
+{
+    ft_tstate *ts = ft_current();
+    if (ts != NULL) {
+        ft_safe_point(ts);
+    }
+}
+
 /* Walk the registered states of interp: the caller must be online (attached,
  * or between ft_rcu_online/offline) for the whole walk. */
 FT_INTERNAL ft_tstate *ft_tstate_first(PyInterpreterState *interp);
@@ -246,9 +305,15 @@ FT_INTERNAL ft_tstate *ft_tstate_next(ft_tstate *ts);
 
 /* Stop every other thread of interp (free-threaded build; a no-op with the
  * GIL, which already excludes them).  On return no other thread state of
- * interp is ATTACHED and none can attach until ft_start_the_world. */
-FT_INTERNAL void ft_stop_the_world(PyInterpreterState *interp);
+ * interp is ATTACHED and none can attach until ft_start_the_world.  The
+ * reason (include/cpython/stoptheworld.h) goes into the statistics. */
+FT_INTERNAL void ft_stop_the_world(PyInterpreterState *interp, PyUnstable_StopReason reason);
 FT_INTERNAL void ft_start_the_world(PyInterpreterState *interp);
+/* The same for every interpreter of the runtime (ft_rt's list): global stops
+ * are serialised by a runtime-level mutex, and each interpreter is stopped
+ * in list order (and gets a stop with `reason` in its statistics). */
+FT_INTERNAL void ft_stop_the_world_all(PyUnstable_StopReason reason);
+FT_INTERNAL void ft_start_the_world_all(void);
 
 /* Hooks for sync/ (parking-lot detach, GIL probe) and the thread-exit key. */
 FT_INTERNAL void ft_tstate_runtime_init(void);

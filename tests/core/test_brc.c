@@ -454,15 +454,15 @@ Test(brc, out_of_memory_in_the_queue_stops_the_world, .init = setup, .fini = tea
     PyInterpreterState *interp = PyInterpreterState_Get();
     PyObject *op = tobj_new();
     Py_INCREF(op);
-    PyMutex_Lock(&interp->stw.mutex);
-    uint64_t stops_before = interp->stw.stops;
-    PyMutex_Unlock(&interp->stw.mutex);
+    PyUnstable_StopTheWorldStats st;
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(interp, &st), 0);
+    uint64_t stops_before = st.by_reason[PyUnstable_STOP_REFCOUNT].stops;
     oom_job j = { op };
     test_run_on_thread(oom_decref, &j);   /* the main thread must stop too */
-    PyMutex_Lock(&interp->stw.mutex);
-    uint64_t stops_after = interp->stw.stops;
-    PyMutex_Unlock(&interp->stw.mutex);
-    cr_assert_eq(stops_after, stops_before + 1, "the fallback stopped the world once");
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(interp, &st), 0);
+    uint64_t stops_after = st.by_reason[PyUnstable_STOP_REFCOUNT].stops;
+    cr_assert_eq(stops_after, stops_before + 1, "the fallback stopped the world once, "
+                 "recorded with the reason \"refcount\"");
     cr_assert_eq(atomic_load(&ft_brc_self.pending), 0, "nothing was queued");
     cr_assert_not(merge_requested(PyThreadState_Get()));
     cr_assert_eq(tid_of(op), 0, "merged by the stopped-world fallback");

@@ -26,6 +26,7 @@
 
 #include "ft_critical_section.h"
 #include "ft_lock.h"
+#include "ft_parking_lot.h"
 #include "ft_pystate.h"
 
 #include <signal.h>
@@ -631,7 +632,7 @@ b22_holder(void *arg)
     TEST_POLL_UNTIL(atomic_load(&b22.trying[1]) && atomic_load(&b22.trying[2]) &&
                     kind_of(atomic_load(&b22.ts[1])) == FT_TS_DETACHED &&
                     kind_of(atomic_load(&b22.ts[2])) == FT_TS_DETACHED, POLL_MS);
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     atomic_store(&b22.pause_kept, top() == link_to(&cs, 0) && locked(OA));
     bump(&b22.n);
     ft_start_the_world(interp);
@@ -736,7 +737,7 @@ Test(critical_section, begin_with_world_stopped_takes_no_lock, .init = setup, .f
                                   (ft_mutex_bits(mx(OA)) & _Py_HAS_PARKED), POLL_MS);
     bool locked_in_pause = false, noop = false;
     if (parked) {
-        ft_stop_the_world(interp);
+        ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
         locked_in_pause = locked(OA);   /* handed to T2, which cannot run */
         PyCriticalSection cs;
         PyCriticalSection_Begin(&cs, OA);   /* would wait forever if it locked */
@@ -800,7 +801,7 @@ Test(critical_section, requester_detaching_during_stop, .init = setup, .fini = t
     parked = TEST_POLL_UNTIL(atomic_load(&rq.trying) &&
                              kind_of(atomic_load(&rq.ts)) == FT_TS_DETACHED &&
                              (ft_mutex_bits(mx(OA)) & _Py_HAS_PARKED), POLL_MS);
-    ft_stop_the_world(interp);   /* the worker is suspended, waiting for a */
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);   /* the worker is suspended, waiting for a */
     /* Detaching suspends our section and hands a to the suspended worker;
      * re-attaching must not wait for it (nobody would ever restart). */
     Py_BEGIN_ALLOW_THREADS
@@ -882,7 +883,7 @@ ho_waiter(void *arg)
         PyCriticalSection_Begin(&cs, HO_OBJ);
         uintptr_t self = link_to(&cs, 0);
         atomic_store(&ho.w_holding, 1);
-        ft_stop_the_world(interp);
+        ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
         ho_pause(me, self);
         ft_start_the_world(interp);
         atomic_store(&ho.after_ok, me->critical_section == self && locked(HO_OBJ));
@@ -892,7 +893,7 @@ ho_waiter(void *arg)
         PyCriticalSection2_Begin(&cs2, HO_OBJ, HO_OTHER);
         uintptr_t self = link_to(&cs2, FT_CS_TWO_MUTEXES);
         atomic_store(&ho.w_holding, 1);
-        ft_stop_the_world(interp);
+        ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
         ho_pause(me, self);
         ft_start_the_world(interp);
         atomic_store(&ho.after_ok, me->critical_section == self && locked(HO_OBJ) &&
@@ -905,7 +906,7 @@ ho_waiter(void *arg)
         PyCriticalSection_Begin(&cs, HO_OBJ);
         uintptr_t self = link_to(&cs, 0);
         atomic_store(&ho.w_holding, 1);
-        ft_stop_the_world(interp);
+        ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
         ho_pause(me, self);
         ft_start_the_world(interp);
         atomic_store(&ho.after_ok, me->critical_section == self && locked(HO_OBJ) &&
@@ -927,12 +928,14 @@ ho_pinned(void *arg)
     PyGILState_STATE g = PyGILState_Ensure();
     PyInterpreterState *interp = PyInterpreterState_Get();
     atomic_store(&ho.p_ts, PyThreadState_Get());
-    /* the waiter is queued on the stop mutex (and has let its sections go) */
+    /* the waiter is queued on the stop mutex (and has let its sections go);
+     * queued, not merely announced by HAS_PARKED: an unlock in between would
+     * wake nobody and let us barge in ahead of it */
     TEST_POLL_UNTIL(atomic_load(&ho.w_holding) &&
-                    (ft_mutex_bits(&interp->stw.mutex) & _Py_HAS_PARKED), POLL_MS);
+                    ft_parking_lot_waiters(&interp->stw.mutex) == 1, POLL_MS);
     PyMutex_Lock(mx(HO_OBJ));   /* pinned: a lock that detaching does not release */
     atomic_store(&ho.p_locked, 1);
-    ft_stop_the_world(interp);  /* queued behind the waiter */
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);  /* queued behind the waiter */
     ft_start_the_world(interp);
     PyMutex_Unlock(mx(HO_OBJ));
     PyGILState_Release(g);
@@ -958,7 +961,8 @@ ho_run(int mode)
     bool queued, done;
     Py_BEGIN_ALLOW_THREADS
     queued = TEST_POLL_UNTIL(atomic_load(&ho.p_locked) &&
-                             kind_of(atomic_load(&ho.p_ts)) == FT_TS_DETACHED, POLL_MS);
+                             kind_of(atomic_load(&ho.p_ts)) == FT_TS_DETACHED &&
+                             ft_parking_lot_waiters(&interp->stw.mutex) == 2, POLL_MS);
     PyMutex_Unlock(&interp->stw.mutex);
     done = TEST_POLL_UNTIL(atomic_load(&ho.done) == 2, POLL_MS);
     if (done) {
@@ -1030,7 +1034,7 @@ fz_requester(void *arg)
     (void)arg;
     (void)PyGILState_Ensure();
     atomic_store(&fz.t_ts, PyThreadState_Get());
-    ft_stop_the_world(fz.interp);   /* waits for the holder; then hangs for good */
+    ft_stop_the_world(fz.interp, PyUnstable_STOP_OTHER);   /* waits for the holder; then hangs for good */
     atomic_store(&fz.t_returned, 1);
     ft_start_the_world(fz.interp);
     return NULL;

@@ -702,7 +702,7 @@ worker_main(void *arg)
         atomic_store(&w->ts, PyThreadState_GetUnchecked());
         atomic_store(&w->ready, 1);
         while (!atomic_load(&wk_stop)) {
-            ft_stop_the_world(PyInterpreterState_Main());
+            ft_stop_the_world(PyInterpreterState_Main(), PyUnstable_STOP_OTHER);
             atomic_fetch_add(&w->progress, 1);
             ft_start_the_world(PyInterpreterState_Main());
             (void)PyErr_CheckSignals();

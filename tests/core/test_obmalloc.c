@@ -169,7 +169,7 @@ visit_gc_objects(size_t cap)
 {
     visit_acc acc = { .seen = malloc((cap ? cap : 1) * sizeof(PyObject *)), .cap = cap };
     cr_assert_not_null(acc.seen);
-    ft_stop_the_world(interp());
+    ft_stop_the_world(interp(), PyUnstable_STOP_OTHER);
     int rc = ft_gc_heaps_visit(interp(), collect, &acc);
     ft_start_the_world(interp());
     cr_assert_eq(rc, 0);
@@ -643,7 +643,7 @@ Test(obmalloc, visitor_stops_at_nonzero)
         cr_assert_not_null(g[i]);
     }
     int n = 0;
-    ft_stop_the_world(interp());
+    ft_stop_the_world(interp(), PyUnstable_STOP_OTHER);
     int rc = ft_gc_heaps_visit(interp(), stop_at_third, &n);
     ft_start_the_world(interp());
     cr_assert_eq(rc, 99);
@@ -940,7 +940,7 @@ Test(obmalloc, gc_resize_own_and_foreign, .timeout = FT_TIMEOUT(30))
     }
     v->items[99999] = 5;
     PyObject *want[4] = { (PyObject *)v, NULL, old != (PyObject *)v ? old : NULL, NULL };
-    ft_stop_the_world(interp());
+    ft_stop_the_world(interp(), PyUnstable_STOP_OTHER);
     ft_gc_heaps_visit(interp(), find_var, want);
     ft_start_the_world(interp());
     cr_assert_eq(want[1], (PyObject *)v, "the resized object is not listed");
@@ -972,7 +972,7 @@ Test(obmalloc, gc_resize_own_and_foreign, .timeout = FT_TIMEOUT(30))
     }
     assert_visit_exactly(NULL, 0);   /* GcType only: none */
     PyObject *want2[4] = { (PyObject *)g, NULL, (PyObject *)f, NULL };
-    ft_stop_the_world(interp());
+    ft_stop_the_world(interp(), PyUnstable_STOP_OTHER);
     ft_gc_heaps_visit(interp(), find_var, want2);
     ft_start_the_world(interp());
     cr_assert_eq(want2[1], (PyObject *)g);
@@ -1128,7 +1128,7 @@ Test(obmalloc, stress_alloc_and_remote_free_counts_exact, .timeout = FT_TIMEOUT(
         in_inboxes += (size_t)inboxes[i].n;
     }
     cr_assert_eq(in_inboxes, (size_t)live, "objects lost between inboxes and heaps");
-    cr_assert_eq(stats().objects, s0.objects + (size_t)live);
+    cr_assert_eq(stats().objects, s0.objects + (size_t)live, "listed %zu before, %zu now, %ld live", s0.objects, stats().objects, live);
 
     atomic_store(&stress_resume, 1);
     me = PyEval_SaveThread();
@@ -1250,7 +1250,7 @@ Test(obmalloc, published_objects_outlive_a_grace_period, .timeout = FT_TIMEOUT(3
     GcObj *w = new_gc(6);
     cr_assert_not_null(w);
     publish((PyObject *)w);
-    ft_stop_the_world(interp());
+    ft_stop_the_world(interp(), PyUnstable_STOP_OTHER);
     free_gc(w);
     ft_start_the_world(interp());
     ft_gc_defer_flush(ts);

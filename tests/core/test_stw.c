@@ -12,6 +12,13 @@
  * requesters excluding each other, a requester with no attached state, and a
  * requester using safe points and detaching during its own stop.
  *
+ * Also: the statistics (PyUnstable_StopTheWorld_*: counts by reason, the
+ * threads stopped, histograms and percentiles, reset, reason names, NULL
+ * arguments); the forward-progress guarantee (gh-151518: a thread waiting
+ * to attach when a stop ends is attached by the restart itself), round by
+ * round under a storm of back-to-back stops, its mechanism step by step,
+ * and a granted thread meeting finalization; and ft_stop_the_world_all.
+ *
  * In the GIL build ft_stop_the_world is a no-op: the requester holds the GIL,
  * which already keeps every other thread detached.  The tests that make
  * sense there assert that instead (others stay DETACHED, nothing advances,
@@ -27,6 +34,7 @@
 #include "ft_pystate.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,6 +51,17 @@
 TestSuite(stw, .timeout = FT_TIMEOUT(30));
 
 /* ---- helpers ------------------------------------------------------------ */
+
+/* The state word's WAITING bit (ft_pystate.h, white-box): a SUSPENDED
+ * word's owner waits in attach (a restart then hands it the state ATTACHED,
+ * tagged with the restarted stop, until the owner claims it).  A state
+ * suspended at a safe point carries exactly this bit. */
+
+static uint64_t
+unwaited(uint64_t w)
+{
+    return w & ~FT_TS_WAITING;
+}
 
 static uint64_t
 stw_seq(PyInterpreterState *interp)
@@ -181,7 +200,7 @@ Test(stw, d42_stop_suspends_threads_at_safe_points, .timeout = FT_TIMEOUT(30))
     }
     PyEval_RestoreThread(me);
 
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     uint64_t seq = stw_seq(interp);
     int kinds[N];
     uint64_t words[N];
@@ -198,9 +217,9 @@ Test(stw, d42_stop_suspends_threads_at_safe_points, .timeout = FT_TIMEOUT(30))
 
     for (int i = 0; i < N; i++) {
         if (ft_free_threaded) {
-            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq),
+            cr_assert_eq(unwaited(words[i]), FT_TS_SUSPENDED_BY(seq),
                          "spinner %d is %s (tag %llu, stop %llu) when the stop returned", i,
-                         kind_name(kinds[i]), (unsigned long long)FT_TS_TAG(words[i]),
+                         kind_name(kinds[i]), (unsigned long long)FT_TS_TAG(unwaited(words[i])),
                          (unsigned long long)seq);
         }
         else {
@@ -216,7 +235,11 @@ Test(stw, d42_stop_suspends_threads_at_safe_points, .timeout = FT_TIMEOUT(30))
         cr_assert_eq(seq_after, seq + 1);
         for (int i = 0; i < N; i++) {
             PyThreadState *ts = atomic_load(&s[i].ts);
-            cr_assert_neq(kind_of(ts), FT_TS_SUSPENDED, "spinner %d still suspended", i);
+            /* suspended at a safe point, so waiting to attach: the restart
+             * attached them itself (and they never detach) */
+            cr_assert(words[i] & FT_TS_WAITING, "spinner %d not marked waiting", i);
+            cr_assert_eq(kind_of(ts), FT_TS_ATTACHED, "spinner %d is %s after the restart", i,
+                         kind_name(kind_of(ts)));
             cr_assert_eq(breaker_of(ts) & FT_BREAK_PLEASE_STOP, 0,
                          "spinner %d still asked to stop", i);
         }
@@ -282,7 +305,7 @@ check_stopped_while_blocked(const blocked *b, const uint64_t *words, int n, uint
 {
     for (int i = 0; i < n; i++) {
         if (ft_free_threaded) {
-            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "thread %d (how %d) is %s", i,
+            cr_assert_eq(unwaited(words[i]), FT_TS_SUSPENDED_BY(seq), "thread %d (how %d) is %s", i,
                          b[i].how, kind_name(FT_TS_KIND(words[i])));
         }
         else {
@@ -321,7 +344,7 @@ Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIME
     }
 
     PyEval_RestoreThread(me);
-    ft_stop_the_world(interp);   /* must return: nothing here may block it */
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);   /* must return: nothing here may block it */
     uint64_t seq = stw_seq(interp);
     uint64_t words[N];
     for (int i = 0; i < N; i++) {
@@ -335,7 +358,7 @@ Test(stw, d43_threads_blocked_detached_do_not_hold_up_a_stop, .timeout = FT_TIME
     /* A second stop, and everything they wait for is released while it is
      * in force: they get their locks (or wake) but must not attach until the
      * world restarts (GIL build: until the requester lets the GIL go). */
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     seq = stw_seq(interp);
     atomic_store(&release, 1);
     PyMutex_Unlock(&mutex);
@@ -498,7 +521,7 @@ Test(stw, d44_state_created_during_stop_starts_suspended, .timeout = FT_TIMEOUT(
         t[i] = test_start_thread(attach_when_told, &a[i]);
     }
 
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     uint64_t seq = stw_seq(interp);
     /* made by the requester */
     PyThreadState *made = PyThreadState_New(interp);
@@ -550,7 +573,7 @@ Test(stw, d47_attach_while_suspended_blocks_until_start, .timeout = FT_TIMEOUT(3
         atomic_store(&a[i].ts, ts);
         t[i] = test_start_thread(attach_when_told, &a[i]);
     }
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     uint64_t seq = stw_seq(interp);
     for (int i = 0; i < N; i++) {
         uint64_t w = word_of(atomic_load(&a[i].ts));
@@ -589,7 +612,7 @@ request_stop(void *arg)
         ts = PyThreadState_New(PyInterpreterState_Main());
         PyEval_RestoreThread(ts);   /* GIL build: this is where it waits */
     }
-    ft_stop_the_world(PyInterpreterState_Main());
+    ft_stop_the_world(PyInterpreterState_Main(), PyUnstable_STOP_OTHER);
     if (r->watch) {
         atomic_store(&r->watch_kind, kind_of(r->watch));
     }
@@ -809,7 +832,7 @@ Test(stw, stop_with_requester_detached, .timeout = FT_TIMEOUT(30))
     PyInterpreterState *interp = PyInterpreterState_Main();
     for (int round = 0; round < 3; round++) {
         cr_assert_null(PyThreadState_GetUnchecked());
-        ft_stop_the_world(interp);
+        ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
         uint64_t seq = stw_seq(interp);
         uint64_t words[N];
         for (int i = 0; i < N; i++) {
@@ -822,7 +845,7 @@ Test(stw, stop_with_requester_detached, .timeout = FT_TIMEOUT(30))
         ft_start_the_world(interp);
         cr_assert_eq(attached, 0);
         for (int i = 0; i < N; i++) {
-            cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq), "round %d: spinner %d is %s", round,
+            cr_assert_eq(unwaited(words[i]), FT_TS_SUSPENDED_BY(seq), "round %d: spinner %d is %s", round,
                          i, kind_name(FT_TS_KIND(words[i])));
             cr_assert_eq(c1[i], c2[i], "round %d: spinner %d ran while stopped", round, i);
         }
@@ -855,7 +878,7 @@ Test(stw, requester_safe_points_and_detach_during_its_stop, .timeout = FT_TIMEOU
     PyInterpreterState *interp = PyInterpreterState_Main();
     PyEval_RestoreThread(me);
 
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     uint64_t seq = stw_seq(interp);
     long c[N];
     for (int i = 0; i < N; i++) {
@@ -886,7 +909,7 @@ Test(stw, requester_safe_points_and_detach_during_its_stop, .timeout = FT_TIMEOU
     cr_assert_eq(cur, me);
     cr_assert_eq(seq2, seq, "the stop ended while the requester detached");
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(words[i], FT_TS_SUSPENDED_BY(seq));
+        cr_assert_eq(unwaited(words[i]), FT_TS_SUSPENDED_BY(seq));
         cr_assert_eq(c[i], c2[i], "spinner %d ran while the requester was detached", i);
     }
     me = PyEval_SaveThread();
@@ -961,7 +984,7 @@ Test(stw, back_to_back_stops_while_threads_attach_and_detach, .timeout = FT_TIME
         if (attached) {
             PyEval_RestoreThread(me);
         }
-        ft_stop_the_world(interp);
+        ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
         attached_violations += attached_others(interp, attached ? me : NULL) != 0;
         if (ft_free_threaded) {
             int want = attached ? FT_TS_ATTACHED : FT_TS_SUSPENDED;
@@ -1002,15 +1025,27 @@ typedef struct duel {
 
 #define DUEL_ROUNDS 100
 
+/* A requester: global (every interpreter) or this interpreter's stops. */
+typedef struct mixed_duel {
+    duel *d;                    /* shared by all the requesters */
+    bool global;
+} mixed_duel;
+
 static void *
-duel_requester(void *arg)
+mixed_requester(void *arg)
 {
-    duel *d = arg;
+    mixed_duel *m = arg;
+    duel *d = m->d;
     PyInterpreterState *interp = PyInterpreterState_Main();
     PyThreadState *ts = PyThreadState_New(interp);
     PyEval_RestoreThread(ts);
     for (int k = 0; k < DUEL_ROUNDS; k++) {
-        ft_stop_the_world(interp);
+        if (m->global) {
+            ft_stop_the_world_all(PyUnstable_STOP_OTHER);
+        }
+        else {
+            ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
+        }
         if (atomic_fetch_add(&d->in_stop, 1) != 0) {
             atomic_fetch_add(&d->overlaps, 1);
         }
@@ -1018,7 +1053,12 @@ duel_requester(void *arg)
             atomic_fetch_add(&d->violations, 1);
         }
         atomic_fetch_sub(&d->in_stop, 1);
-        ft_start_the_world(interp);
+        if (m->global) {
+            ft_start_the_world_all();
+        }
+        else {
+            ft_start_the_world(interp);
+        }
         (void)PyErr_CheckSignals();
         atomic_fetch_add(&d->rounds_done, 1);
     }
@@ -1027,26 +1067,40 @@ duel_requester(void *arg)
     return NULL;
 }
 
-Test(stw, two_requesters_exclude_each_other, .timeout = FT_TIMEOUT(60))
+/* n requesters (global[i]: which kind) stop and start the world over and
+ * over while two threads spin attached. */
+static void
+run_duel(const bool *global, int n)
 {
-    enum { N = 2 };
+    enum { N = 2, MAX_REQUESTERS = 3 };
+    cr_assert_leq(n, MAX_REQUESTERS);
     spinner s[N];
     pthread_t st[N];
     PyThreadState *me = init_with_spinners(s, st, N, true);
     PyInterpreterState *interp = PyInterpreterState_Main();
-    duel d;
+    static duel d;
     memset(&d, 0, sizeof d);
-    pthread_t r1 = test_start_thread(duel_requester, &d);
-    pthread_t r2 = test_start_thread(duel_requester, &d);
-    test_join_thread(r1);
-    test_join_thread(r2);
+    mixed_duel m[MAX_REQUESTERS];
+    pthread_t r[MAX_REQUESTERS];
+    for (int i = 0; i < n; i++) {
+        m[i] = (mixed_duel){ &d, global[i] };
+        r[i] = test_start_thread(mixed_requester, &m[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        test_join_thread(r[i]);
+    }
     stop_spinners(s, st, N);
-    cr_assert_eq(atomic_load(&d.rounds_done), 2 * DUEL_ROUNDS);
+    cr_assert_eq(atomic_load(&d.rounds_done), n * DUEL_ROUNDS);
     cr_assert_eq(atomic_load(&d.overlaps), 0, "two stops in force at once");
     cr_assert_eq(atomic_load(&d.violations), 0, "a stop returned with another state attached");
     PyEval_RestoreThread(me);
     cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+Test(stw, two_requesters_exclude_each_other, .timeout = FT_TIMEOUT(60))
+{
+    run_duel((const bool[]){ false, false }, 2);
 }
 
 /* ---- suspensions and deletion ------------------------------------------------------- */
@@ -1060,7 +1114,7 @@ Test(stw, stale_suspension_is_cleared_by_the_owner, .timeout = FT_TIMEOUT(30))
     PyInterpreterState *interp = PyInterpreterState_Main();
     PyThreadState *ts = PyThreadState_New(interp);
     cr_assert_not_null(ts);
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     uint64_t old = stw_seq(interp);
     ft_start_the_world(interp);
     if (!ft_free_threaded) {
@@ -1129,7 +1183,7 @@ Test(stw, suspended_state_deleted_during_stop, .timeout = FT_TIMEOUT(30))
         cr_assert(TEST_POLL_UNTIL(atomic_load(&d[i].ts) != NULL, POLL_MS));
     }
     PyEval_RestoreThread(me);
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     for (int i = 0; i < N; i++) {
         if (ft_free_threaded) {
             cr_assert_eq(kind_of(atomic_load(&d[i].ts)), FT_TS_SUSPENDED);
@@ -1146,8 +1200,600 @@ Test(stw, suspended_state_deleted_during_stop, .timeout = FT_TIMEOUT(30))
     for (int i = 0; i < N; i++) {
         test_join_thread(t[i]);
     }
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     ft_start_the_world(interp);
     cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- statistics ------------------------------------------------------------------------ */
+
+static PyUnstable_StopTheWorldStats
+get_stats(PyInterpreterState *interp)
+{
+    PyUnstable_StopTheWorldStats st;
+    memset(&st, 0xAB, sizeof st);
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(interp, &st), 0);
+    return st;
+}
+
+static uint64_t
+hist_sum(const uint64_t *hist)
+{
+    uint64_t n = 0;
+    for (int k = 0; k < PyUnstable_STOP_HIST_BUCKETS; k++) {
+        n += hist[k];
+    }
+    return n;
+}
+
+/* The bucket a duration must land in, by the header's definition. */
+static int
+expected_bucket(uint64_t ns)
+{
+    int k = 0;
+    while (k < PyUnstable_STOP_HIST_BUCKETS - 1 && ns >= ((uint64_t)2 << k)) {
+        k++;
+    }
+    return k;
+}
+
+static bool
+stats_all_zero(const PyUnstable_StopTheWorldStats *st)
+{
+    static const PyUnstable_StopTheWorldStats zero;
+    return memcmp(st, &zero, sizeof zero) == 0;
+}
+
+/* Percentiles read off one histogram: monotone in p, never below the bucket
+ * of the smallest sample, and above the maximum (exclusive bounds). */
+static void
+check_percentiles(const uint64_t *hist, uint64_t max_ns, const char *what)
+{
+    uint64_t p50 = PyUnstable_StopTheWorld_Percentile(hist, 50);
+    uint64_t p90 = PyUnstable_StopTheWorld_Percentile(hist, 90);
+    uint64_t p99 = PyUnstable_StopTheWorld_Percentile(hist, 99);
+    uint64_t p100 = PyUnstable_StopTheWorld_Percentile(hist, 100);
+    cr_assert(p50 > 0 && p50 <= p90 && p90 <= p99 && p99 <= p100,
+              "%s: percentiles not monotone: %llu %llu %llu %llu", what,
+              (unsigned long long)p50, (unsigned long long)p90, (unsigned long long)p99,
+              (unsigned long long)p100);
+    cr_assert_gt(p100, max_ns, "%s: p100 %llu <= max %llu", what, (unsigned long long)p100,
+                 (unsigned long long)max_ns);
+}
+
+Test(stw, stats_count_stops_by_reason_and_threads, .timeout = FT_TIMEOUT(30))
+{
+    enum { K = 3, N_GC = 5, N_OTHER = 3 };
+    spinner s[K];
+    pthread_t t[K];
+    PyThreadState *me = init_with_spinners(s, t, K, true);
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyEval_RestoreThread(me);
+    PyUnstable_StopTheWorld_ResetStats(interp);
+    PyUnstable_StopTheWorldStats st0 = get_stats(interp);
+    cr_assert(stats_all_zero(&st0), "ResetStats left counters");
+
+    for (int i = 0; i < N_GC + N_OTHER; i++) {
+        if (ft_free_threaded) {
+            /* each stop really has K attached threads to stop */
+            for (int j = 0; j < K; j++) {
+                cr_assert(TEST_POLL_UNTIL(kind_of(atomic_load(&s[j].ts)) == FT_TS_ATTACHED,
+                                          POLL_MS));
+            }
+        }
+        ft_stop_the_world(interp, i < N_GC ? PyUnstable_STOP_GC : PyUnstable_STOP_OTHER);
+        ft_start_the_world(interp);
+    }
+    PyUnstable_StopTheWorldStats st = get_stats(interp);
+    if (!ft_free_threaded) {
+        cr_assert(stats_all_zero(&st), "GIL build: stops are no-ops, counters must stay 0");
+    }
+    else {
+        cr_assert_eq(st.stops, N_GC + N_OTHER);
+        cr_assert_eq(st.by_reason[PyUnstable_STOP_GC].stops, N_GC);
+        cr_assert_eq(st.by_reason[PyUnstable_STOP_OTHER].stops, N_OTHER);
+        for (int r = 0; r < PyUnstable_STOP_NREASONS; r++) {
+            const PyUnstable_StopReasonStats *b = &st.by_reason[r];
+            if (r != PyUnstable_STOP_GC && r != PyUnstable_STOP_OTHER) {
+                cr_assert_eq(b->stops, 0, "reason %s counted", PyUnstable_StopTheWorld_ReasonName(r));
+                cr_assert_eq(b->to_stop_ns_total + b->stopped_ns_total, 0);
+            }
+            cr_assert_leq(b->to_stop_ns_max, b->to_stop_ns_total);
+            cr_assert_leq(b->stopped_ns_max, b->stopped_ns_total);
+        }
+        cr_assert_eq(st.last_reason, PyUnstable_STOP_OTHER);
+        cr_assert_eq(st.last_threads, K, "last stop stopped %u threads", st.last_threads);
+        cr_assert_leq(st.last_to_stop_ns, st.by_reason[PyUnstable_STOP_OTHER].to_stop_ns_max);
+        cr_assert_leq(st.last_stopped_ns, st.by_reason[PyUnstable_STOP_OTHER].stopped_ns_max);
+        cr_assert_eq(hist_sum(st.to_stop_hist), N_GC + N_OTHER);
+        cr_assert_eq(hist_sum(st.stopped_hist), N_GC + N_OTHER);
+        uint64_t max_to = st.by_reason[PyUnstable_STOP_GC].to_stop_ns_max;
+        if (st.by_reason[PyUnstable_STOP_OTHER].to_stop_ns_max > max_to) {
+            max_to = st.by_reason[PyUnstable_STOP_OTHER].to_stop_ns_max;
+        }
+        uint64_t max_stopped = st.by_reason[PyUnstable_STOP_GC].stopped_ns_max;
+        if (st.by_reason[PyUnstable_STOP_OTHER].stopped_ns_max > max_stopped) {
+            max_stopped = st.by_reason[PyUnstable_STOP_OTHER].stopped_ns_max;
+        }
+        check_percentiles(st.to_stop_hist, max_to, "time to stop");
+        check_percentiles(st.stopped_hist, max_stopped, "time stopped");
+    }
+
+    /* One more stop, alone: its durations land in the buckets the header
+     * defines; and a requester without a state stops its own state too. */
+    PyUnstable_StopTheWorld_ResetStats(interp);
+    me = PyEval_SaveThread();
+    ft_stop_the_world(interp, PyUnstable_STOP_FORK);
+    ft_start_the_world(interp);
+    st = get_stats(interp);
+    if (ft_free_threaded) {
+        cr_assert_eq(st.stops, 1);
+        cr_assert_eq(st.by_reason[PyUnstable_STOP_FORK].stops, 1);
+        cr_assert_eq(st.last_reason, PyUnstable_STOP_FORK);
+        cr_assert_eq(st.last_threads, K + 1, "a detached requester's own state counts: %u",
+                     st.last_threads);
+        cr_assert_eq(st.by_reason[PyUnstable_STOP_FORK].to_stop_ns_total, st.last_to_stop_ns);
+        cr_assert_eq(st.by_reason[PyUnstable_STOP_FORK].stopped_ns_max, st.last_stopped_ns);
+        int kt = expected_bucket(st.last_to_stop_ns), ks = expected_bucket(st.last_stopped_ns);
+        cr_assert_eq(st.to_stop_hist[kt], 1, "time to stop %llu ns not in bucket %d",
+                     (unsigned long long)st.last_to_stop_ns, kt);
+        cr_assert_eq(st.stopped_hist[ks], 1, "time stopped %llu ns not in bucket %d",
+                     (unsigned long long)st.last_stopped_ns, ks);
+        cr_assert_eq(hist_sum(st.to_stop_hist) + hist_sum(st.stopped_hist), 2);
+    }
+    else {
+        cr_assert(stats_all_zero(&st));
+    }
+    PyEval_RestoreThread(me);
+    PyUnstable_StopTheWorld_ResetStats(interp);
+    st = get_stats(interp);
+    cr_assert(stats_all_zero(&st), "ResetStats left counters");
+    me = PyEval_SaveThread();
+    end_with_spinners(s, t, K, me);
+}
+
+Test(stw, stats_reason_names, .timeout = FT_TIMEOUT(10))
+{
+    cr_assert_str_eq(PyUnstable_StopTheWorld_ReasonName(PyUnstable_STOP_OTHER), "other");
+    cr_assert_str_eq(PyUnstable_StopTheWorld_ReasonName(PyUnstable_STOP_GC), "gc");
+    cr_assert_str_eq(PyUnstable_StopTheWorld_ReasonName(PyUnstable_STOP_FORK), "fork");
+    cr_assert_str_eq(PyUnstable_StopTheWorld_ReasonName(PyUnstable_STOP_FINALIZE), "finalize");
+    cr_assert_str_eq(PyUnstable_StopTheWorld_ReasonName(PyUnstable_STOP_REFCOUNT), "refcount");
+    cr_assert_null(PyUnstable_StopTheWorld_ReasonName(-1));
+    cr_assert_null(PyUnstable_StopTheWorld_ReasonName(PyUnstable_STOP_NREASONS));
+    cr_assert_null(PyUnstable_StopTheWorld_ReasonName(1000));
+}
+
+static uint64_t
+pct(const uint64_t *hist, double p)
+{
+    return PyUnstable_StopTheWorld_Percentile(hist, p);
+}
+
+Test(stw, stats_percentile_on_built_histograms, .timeout = FT_TIMEOUT(10))
+{
+    uint64_t h[PyUnstable_STOP_HIST_BUCKETS];
+    memset(h, 0, sizeof h);
+    cr_assert_eq(pct(h, 50), 0, "empty histogram");
+    cr_assert_eq(pct(h, 100), 0);
+    cr_assert_eq(pct(NULL, 50), 0);
+
+    h[0] = 10;   /* [0, 2) ns */
+    cr_assert_eq(pct(h, 50), 2);
+    cr_assert_eq(pct(h, 100), 2);
+
+    memset(h, 0, sizeof h);
+    h[3] = 1;    /* [8, 16) */
+    cr_assert_eq(pct(h, 0.001), 16);
+    cr_assert_eq(pct(h, 100), 16);
+
+    memset(h, 0, sizeof h);
+    h[1] = 50;   /* [2, 4) */
+    h[5] = 50;   /* [32, 64) */
+    cr_assert_eq(pct(h, 1), 4);
+    cr_assert_eq(pct(h, 50), 4, "the 50th of 100 samples is the last of bucket 1");
+    cr_assert_eq(pct(h, 50.5), 64);
+    cr_assert_eq(pct(h, 51), 64);
+    cr_assert_eq(pct(h, 100), 64);
+    cr_assert_eq(pct(h, 0), 4, "p <= 0: the lowest non-empty bucket");
+    cr_assert_eq(pct(h, -5), 4);
+    cr_assert_eq(pct(h, 250), 64, "p > 100: as 100");
+
+    memset(h, 0, sizeof h);
+    h[0] = 99;
+    h[10] = 1;   /* [1024, 2048) */
+    cr_assert_eq(pct(h, 99), 2);
+    cr_assert_eq(pct(h, 99.5), 2048);
+    cr_assert_eq(pct(h, 100), 2048);
+
+    memset(h, 0, sizeof h);
+    h[7] = 3;    /* [128, 256) */
+    h[20] = 1;   /* [2^20, 2^21) */
+    cr_assert_eq(pct(h, 75), 256, "rank ceil(0.75 * 4) = 3");
+    cr_assert_eq(pct(h, 75.1), (uint64_t)1 << 21);
+
+    memset(h, 0, sizeof h);
+    h[PyUnstable_STOP_HIST_BUCKETS - 2] = 1;
+    cr_assert_eq(pct(h, 50), (uint64_t)1 << (PyUnstable_STOP_HIST_BUCKETS - 1));
+    h[PyUnstable_STOP_HIST_BUCKETS - 1] = 1;   /* the last: no upper bound */
+    cr_assert_eq(pct(h, 100), UINT64_MAX);
+    cr_assert_eq(pct(h, 50), (uint64_t)1 << (PyUnstable_STOP_HIST_BUCKETS - 1));
+}
+
+Test(stw, stats_get_null_args, .timeout = FT_TIMEOUT(10))
+{
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyUnstable_StopTheWorldStats st;
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(NULL, &st), -1);
+    test_expect_error(PyExc_ValueError, "interp is NULL");
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(interp, NULL), -1);
+    test_expect_error(PyExc_ValueError, "out is NULL");
+    PyThreadState *me = PyEval_SaveThread();
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(NULL, &st), -1, "detached: just -1");
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(interp, NULL), -1);
+    cr_assert_eq(PyUnstable_StopTheWorld_GetStats(interp, &st), 0, "detached reads work");
+    PyUnstable_StopTheWorld_ResetStats(NULL);   /* no-op */
+    PyEval_RestoreThread(me);
+    cr_assert_null(PyErr_Occurred());
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ResetStats takes the stop mutex: one called during a stop by another
+ * thread waits, so the stop is recorded first and then zeroed; one called
+ * by the requester itself (attached or not) does not deadlock, and the stop
+ * in force is recorded after it. */
+typedef struct resetter {
+    atomic_int started;
+    atomic_int done;
+} resetter;
+
+static void *
+reset_stats_thread(void *arg)
+{
+    resetter *r = arg;
+    atomic_store(&r->started, 1);
+    PyUnstable_StopTheWorld_ResetStats(PyInterpreterState_Main());   /* no thread state */
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+Test(stw, stats_reset_waits_for_the_stop_in_progress, .timeout = FT_TIMEOUT(30))
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("GIL build: stops are no-ops and record nothing");
+    }
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    ft_stop_the_world(interp, PyUnstable_STOP_GC);
+    resetter r;
+    memset(&r, 0, sizeof r);
+    pthread_t t = test_start_thread(reset_stats_thread, &r);
+    bool parked = TEST_POLL_UNTIL(ft_mutex_bits(&interp->stw.mutex) & _Py_HAS_PARKED, POLL_MS);
+    int done_during = atomic_load(&r.done);
+    ft_start_the_world(interp);
+    cr_assert(parked, "ResetStats did not wait for the stop mutex");
+    cr_assert_eq(done_during, 0, "ResetStats returned during a stop");
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&r.done), POLL_MS));
+    test_join_thread(t);
+    PyUnstable_StopTheWorldStats st = get_stats(interp);
+    cr_assert_eq(st.stops, 0, "the reset ran before the stop was recorded");
+
+    /* the requester resets during its own stop, attached and detached */
+    ft_stop_the_world(interp, PyUnstable_STOP_GC);
+    PyUnstable_StopTheWorld_ResetStats(interp);
+    ft_start_the_world(interp);
+    PyThreadState *me = PyEval_SaveThread();
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
+    PyUnstable_StopTheWorld_ResetStats(interp);
+    ft_start_the_world(interp);
+    PyEval_RestoreThread(me);
+    st = get_stats(interp);
+    cr_assert_eq(st.stops, 1, "stops after the last reset: %llu", (unsigned long long)st.stops);
+    cr_assert_eq(st.by_reason[PyUnstable_STOP_OTHER].stops, 1);
+    cr_assert_eq(st.by_reason[PyUnstable_STOP_GC].stops, 0);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* ---- the forward-progress guarantee (gh-151518) ------------------------------------- */
+
+/* A thread that re-attaches in a loop (an empty detached region, then a
+ * count attached) while another thread stops the world back to back.
+ * Without the guarantee the restart only detaches it, and the next stop
+ * re-suspends it before it ever runs. */
+typedef struct looper {
+    PyThreadState *_Atomic ts;
+    atomic_long attaches;       /* completed: counted attached, after the re-attach */
+    atomic_int stop;
+    atomic_int returned;        /* RestoreThread returned (the mechanism tests) */
+    atomic_int go;
+    atomic_int done;
+} looper;
+
+static void *
+attach_loop(void *arg)
+{
+    looper *l = arg;
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    PyEval_RestoreThread(ts);
+    atomic_store(&l->ts, ts);
+    while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+        atomic_fetch_add_explicit(&l->attaches, 1, memory_order_relaxed);
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    atomic_store(&l->done, 1);
+    return NULL;
+}
+
+/* Free-threaded build: this many stop/start rounds, each restarting the
+ * world with the looper waiting to attach.  GIL build (no stops): until the
+ * looper made this many attaches; the requester's safe point hands it the
+ * GIL, one switch interval (5 ms) per attach. */
+#define STORM_ROUNDS (FT_TIMEOUT_SCALE > 1 ? 30 : 100)
+#define STORM_GIL_ATTACHES 20
+
+/* Spin (yielding) until ts is marked waiting to attach, at most POLL_MS
+ * (scaled); a wait for the other side's progress, not a sleep. */
+static bool
+until_waiting(PyThreadState *ts)
+{
+    int64_t deadline = test_now_ns() + (int64_t)POLL_MS * 1000000LL * FT_TIMEOUT_SCALE;
+    while (!(word_of(ts) & FT_TS_WAITING)) {
+        if (test_now_ns() >= deadline) {
+            return false;
+        }
+        sched_yield();
+    }
+    return true;
+}
+
+/* The guarantee, round by round: the requester restarts the world with the
+ * looper waiting to attach (it waits for that, bounded), then stops it again
+ * at once, as a thread looping on gc.collect() does.  That next stop must
+ * complete only after the looper finished its attach (its count moved).
+ * This holds however the threads are scheduled: if the looper does not run,
+ * the stop waits for it.  Without the guarantee the restart only detaches
+ * the looper and the next stop, microseconds later, suspends it again before
+ * it has woken up: most rounds starve it. */
+Test(stw, attach_loop_makes_progress_during_a_stop_storm, .timeout = FT_TIMEOUT(60))
+{
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    looper l;
+    memset(&l, 0, sizeof l);
+    PyThreadState *me = PyEval_SaveThread();
+    pthread_t t = test_start_thread(attach_loop, &l);
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&l.attaches) > 0, POLL_MS), "the looper never ran");
+    PyThreadState *lts = atomic_load(&l.ts);
+    PyEval_RestoreThread(me);
+
+    long base = atomic_load(&l.attaches);
+    long rounds = 0, waiting_rounds = 0, starved = 0;
+    if (ft_free_threaded) {
+        bool waited = false;   /* the last restart found the looper waiting */
+        long before = 0;       /* its count then (it cannot count while stopped) */
+        for (rounds = 0; rounds <= STORM_ROUNDS; rounds++) {
+            ft_stop_the_world(interp, PyUnstable_STOP_GC);
+            if (waited && atomic_load(&l.attaches) == before) {
+                starved++;
+            }
+            if (rounds == STORM_ROUNDS) {
+                ft_start_the_world(interp);
+                break;
+            }
+            /* WAITING, once set, stays until the restart */
+            waited = until_waiting(lts);
+            waiting_rounds += waited;
+            before = atomic_load(&l.attaches);
+            ft_start_the_world(interp);
+        }
+    }
+    else {
+        int64_t deadline = test_now_ns() + 10 * FT_NS_PER_S * FT_TIMEOUT_SCALE;
+        while (atomic_load(&l.attaches) - base < STORM_GIL_ATTACHES && test_now_ns() < deadline) {
+            ft_stop_the_world(interp, PyUnstable_STOP_GC);   /* no-ops */
+            ft_start_the_world(interp);
+            (void)PyErr_CheckSignals();   /* where the looper gets the GIL */
+            rounds++;
+        }
+    }
+    long made = atomic_load(&l.attaches) - base;
+    me = PyEval_SaveThread();
+    atomic_store(&l.stop, 1);
+    test_join_thread(t);
+    PyEval_RestoreThread(me);
+    cr_log_info("storm: %ld rounds, %ld restarts with the looper waiting, %ld of them starved "
+                "it; %ld attaches", rounds, waiting_rounds, starved, made);
+    cr_assert(atomic_load(&l.done));
+    if (ft_free_threaded) {
+        cr_assert_eq(waiting_rounds, STORM_ROUNDS, "the looper did not wait to attach in %ld "
+                     "of %d rounds", STORM_ROUNDS - waiting_rounds, STORM_ROUNDS);
+        cr_assert_eq(starved, 0, "%ld of %ld restarts with the looper waiting were followed by "
+                     "a stop before it ran", starved, waiting_rounds);
+        cr_assert_geq(made, waiting_rounds);
+    }
+    else {
+        cr_assert_geq(made, STORM_GIL_ATTACHES, "the looper starved: %ld attaches", made);
+    }
+    cr_assert_eq(test_count_states(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* The mechanism, deterministically: a thread parked in attach while the
+ * world is stopped is ATTACHED as soon as ft_start_the_world returns, and it
+ * returns from PyEval_RestoreThread before any later stop can complete. */
+static void *
+restore_then_safe_points(void *arg)
+{
+    looper *l = arg;
+    PyThreadState *ts = atomic_load(&l->ts);
+    test_wait_flag(&l->go, 4 * POLL_MS);
+    PyEval_RestoreThread(ts);
+    atomic_store(&l->returned, 1);
+    while (!atomic_load(&l->stop)) {
+        (void)PyErr_CheckSignals();
+        atomic_fetch_add(&l->attaches, 1);
+    }
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    atomic_store(&l->done, 1);
+    return NULL;
+}
+
+Test(stw, thread_waiting_to_attach_is_attached_by_the_restart, .timeout = FT_TIMEOUT(30))
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("GIL build: stops are no-ops; nothing waits for a restart");
+    }
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    looper l;
+    memset(&l, 0, sizeof l);
+    PyThreadState *ts = PyThreadState_New(interp);
+    cr_assert_not_null(ts);
+    atomic_store(&l.ts, ts);
+    pthread_t t = test_start_thread(restore_then_safe_points, &l);
+
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
+    uint64_t seq = stw_seq(interp);
+    cr_assert_eq(word_of(ts), FT_TS_SUSPENDED_BY(seq), "detached state not stamped");
+    atomic_store(&l.go, 1);
+    /* it marks its suspension waiting, then parks */
+    cr_assert(TEST_POLL_UNTIL(word_of(ts) == (FT_TS_SUSPENDED_BY(seq) | FT_TS_WAITING), POLL_MS),
+              "the attacher never waited (word %#llx)", (unsigned long long)word_of(ts));
+    ft_start_the_world(interp);
+    uint64_t after = word_of(ts);
+    cr_assert_eq(FT_TS_KIND(after), FT_TS_ATTACHED,
+                 "the restart left the waiting state %s, not ATTACHED", kind_name(FT_TS_KIND(after)));
+    cr_assert(after == FT_TS_GRANTED_BY(seq) || after == FT_TS_ATTACHED,
+              "word %#llx: neither the grant of the restart nor claimed",
+              (unsigned long long)after);
+
+    /* stop again at once: the stop waits for the thread's next safe point,
+     * which comes after PyEval_RestoreThread returned */
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
+    int returned = atomic_load(&l.returned);
+    uint64_t w2 = word_of(ts);
+    seq = stw_seq(interp);
+    ft_start_the_world(interp);
+    cr_assert_eq(returned, 1, "a later stop suspended the granted thread before it ran");
+    cr_assert_eq(w2, FT_TS_SUSPENDED_BY(seq) | FT_TS_WAITING, "word %#llx during the second stop",
+                 (unsigned long long)w2);
+    long c = atomic_load(&l.attaches);
+    PyThreadState *me = PyEval_SaveThread();
+    cr_assert(TEST_POLL_UNTIL(atomic_load(&l.attaches) > c, POLL_MS), "did not resume");
+    atomic_store(&l.stop, 1);
+    test_join_thread(t);
+    cr_assert(atomic_load(&l.done));
+    PyEval_RestoreThread(me);
+    cr_assert_eq(test_count_states(interp), 1);
+    cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+/* A granted state whose owner only claims it once finalization has begun:
+ * the owner gives it back and hangs, and finalization completes (it does
+ * not wait for a thread that will never reach a safe point).  The grant is
+ * set by hand, white-box: a real one is claimed too fast to race. */
+static void *
+claim_grant_while_finalizing(void *arg)
+{
+    looper *l = arg;
+    PyThreadState *ts = atomic_load(&l->ts);
+    PyInterpreterState *interp = ts->interp;
+    TEST_HELPER_WAIT(atomic_load(&interp->finalizing) != NULL, 4 * POLL_MS);
+    atomic_store(&l->go, 1);
+    PyEval_RestoreThread(ts);   /* must hang */
+    atomic_store(&l->returned, 1);
+    return NULL;
+}
+
+Test(stw, granted_thread_hangs_once_finalization_began, .timeout = FT_TIMEOUT(30))
+{
+    if (!ft_free_threaded) {
+        cr_skip_test("GIL build: no grants");
+    }
+    Py_Initialize();
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    static looper l;   /* the hung thread keeps a pointer */
+    memset(&l, 0, sizeof l);
+    PyThreadState *ts = PyThreadState_New(interp);
+    cr_assert_not_null(ts);
+    atomic_store(&l.ts, ts);
+    atomic_store(&ft_ts(ts)->state, FT_TS_GRANTED_BY(stw_seq(interp) + 1));
+    pthread_t t = test_start_thread(claim_grant_while_finalizing, &l);
+    cr_assert_eq(Py_FinalizeEx(), 0);   /* its stop waits for the grant's owner */
+    cr_assert(atomic_load(&l.go), "the owner never tried to claim the grant");
+    test_sleep_ns(QUIET_NS);
+    cr_assert_eq(atomic_load(&l.returned), 0, "attached after finalization");
+    cr_assert_eq(pthread_detach(t), 0);
+}
+
+/* ---- every interpreter ------------------------------------------------------------ */
+
+Test(stw, stop_the_world_all_stops_the_main_interpreter, .timeout = FT_TIMEOUT(30))
+{
+    enum { K = 2 };
+    spinner s[K];
+    pthread_t t[K];
+    PyThreadState *me = init_with_spinners(s, t, K, true);
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    PyEval_RestoreThread(me);
+    PyUnstable_StopTheWorld_ResetStats(interp);
+    for (int round = 0; round < 2; round++) {
+        if (ft_free_threaded) {
+            for (int j = 0; j < K; j++) {
+                cr_assert(TEST_POLL_UNTIL(kind_of(atomic_load(&s[j].ts)) == FT_TS_ATTACHED,
+                                          POLL_MS));
+            }
+        }
+        ft_stop_the_world_all(PyUnstable_STOP_GC);
+        uint64_t seq = stw_seq(interp);
+        uint64_t words[K];
+        for (int i = 0; i < K; i++) {
+            words[i] = word_of(atomic_load(&s[i].ts));
+        }
+        long c1[K], c2[K];
+        watch_counters(s, K, c1, c2);
+        int attached = attached_others(interp, me);
+        ft_start_the_world_all();
+        cr_assert_eq(attached, 0);
+        for (int i = 0; i < K; i++) {
+            if (ft_free_threaded) {
+                cr_assert_eq(unwaited(words[i]), FT_TS_SUSPENDED_BY(seq), "round %d: spinner %d is %s",
+                             round, i, kind_name(FT_TS_KIND(words[i])));
+            }
+            else {
+                cr_assert_neq(FT_TS_KIND(words[i]), FT_TS_ATTACHED);
+            }
+            cr_assert_eq(c1[i], c2[i], "round %d: spinner %d ran while stopped", round, i);
+        }
+        cr_assert_eq(stw_seq(interp) & 1, 0, "the world did not restart");
+    }
+    PyUnstable_StopTheWorldStats st = get_stats(interp);
+    if (ft_free_threaded) {
+        cr_assert_eq(st.stops, 2);
+        cr_assert_eq(st.by_reason[PyUnstable_STOP_GC].stops, 2);
+        cr_assert_eq(st.last_threads, K);
+        cr_assert_eq(st.last_reason, PyUnstable_STOP_GC);
+    }
+    else {
+        cr_assert(stats_all_zero(&st));
+    }
+    me = PyEval_SaveThread();
+    for (int i = 0; i < K; i++) {
+        long c = atomic_load(&s[i].counter);
+        cr_assert(TEST_POLL_UNTIL(atomic_load(&s[i].counter) > c, POLL_MS),
+                  "spinner %d did not resume", i);
+    }
+    end_with_spinners(s, t, K, me);
+}
+
+/* Global and per-interpreter requesters exclude each other. */
+Test(stw, global_and_interpreter_stops_exclude_each_other, .timeout = FT_TIMEOUT(60))
+{
+    run_duel((const bool[]){ true, true, false }, 3);
 }

@@ -1113,7 +1113,7 @@ Test(tstate, thread_exit_while_attached, .timeout = FT_TIMEOUT(20))
     cr_assert_eq(walk_occurrences(interp, ts), 1, "the state is still registered");
 
     /* Free-threaded: a stop does not wait for the dead thread */
-    ft_stop_the_world(interp);
+    ft_stop_the_world(interp, PyUnstable_STOP_OTHER);
     if (ft_free_threaded) {
         cr_assert_eq(kind_of(ts), FT_TS_SUSPENDED);
     }
