@@ -341,3 +341,542 @@ bench_format_ratio(double v, char *buf, size_t size)
         snprintf(buf, size, "%.*f", a >= 100 ? 0 : a >= 10 ? 1 : 2, v);
     }
 }
+
+/* ---- histogram lines -------------------------------------------------------- */
+
+void
+bench_hist_print(FILE *out, const char *workload, const char *measure, const char *subject,
+                 int threads, const char *unit, const double *lower, const double *counts,
+                 size_t n)
+{
+    fprintf(out, "hist workload=%s measure=%s subject=%s threads=%d unit=%s lower=",
+            workload, measure, subject, threads, unit);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "%s%.15g", i ? "," : "", lower[i]);   /* exact below 2^53 */
+    }
+    fputs(" counts=", out);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "%s%.15g", i ? "," : "", counts[i]);
+    }
+    fputc('\n', out);
+    fflush(out);
+}
+
+/* ---- progress ------------------------------------------------------------------ */
+
+double
+bench_eta_ns(const int64_t *cost_ns, const int *class_of, size_t per_round, int rounds,
+             size_t done)
+{
+    size_t total = per_round * (size_t)(rounds > 0 ? rounds : 0);
+    if (done >= total) {
+        return 0.0;
+    }
+    /* the mean known cost, overall and of each class that occurs */
+    double all_sum = 0.0;
+    size_t all_n = 0;
+    for (size_t s = 0; s < per_round; s++) {
+        if (cost_ns[s] >= 0) {
+            all_sum += (double)cost_ns[s];
+            all_n++;
+        }
+    }
+    if (all_n == 0) {
+        return NAN;
+    }
+    double eta = 0.0;
+    for (size_t k = done; k < total; k++) {
+        size_t s = k % per_round;
+        if (cost_ns[s] >= 0) {
+            eta += (double)cost_ns[s];
+            continue;
+        }
+        double sum = 0.0;
+        size_t n = 0;
+        for (size_t o = 0; o < per_round; o++) {
+            if (cost_ns[o] >= 0 && class_of[o] == class_of[s]) {
+                sum += (double)cost_ns[o];
+                n++;
+            }
+        }
+        eta += n ? sum / (double)n : all_sum / (double)all_n;
+    }
+    return eta;
+}
+
+void
+bench_format_duration(double seconds, char *buf, size_t size)
+{
+    if (!(seconds >= 0.0) || isinf(seconds)) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    long long s = llround(seconds);
+    if (s < 60) {
+        snprintf(buf, size, "%lld s", s);
+    }
+    else if (s < 3600) {
+        snprintf(buf, size, "%lld min %02lld s", s / 60, s % 60);
+    }
+    else {
+        snprintf(buf, size, "%lld h %02lld min", s / 3600, s / 60 % 60);
+    }
+}
+
+void
+bench_format_progress(char *buf, size_t size, size_t done, size_t total, double elapsed_s,
+                      double eta_s, const char *what)
+{
+    char elapsed[32], eta[32];
+    bench_format_duration(elapsed_s, elapsed, sizeof elapsed);
+    bench_format_duration(eta_s, eta, sizeof eta);
+    snprintf(buf, size, "[%zu/%zu, elapsed %s, ETA %s] %s", done + 1, total, elapsed, eta, what);
+}
+
+/* ---- reference data files ------------------------------------------------------- */
+
+#define MAX_FIELDS 12
+
+/* Split line (up to its newline) at runs of tabs into NUL-terminated copies
+ * in store; trailing blanks and '\r' go.  Returns the number of fields, 0 for
+ * a blank or comment line, -1 if there are more than max. */
+static int
+split_tabs(const char *line, char *store, size_t store_size, char *fields[], int max)
+{
+    size_t len = strcspn(line, "\n");
+    if (len >= store_size) {
+        len = store_size - 1;
+    }
+    memcpy(store, line, len);
+    store[len] = '\0';
+    while (len > 0 && (store[len - 1] == ' ' || store[len - 1] == '\r'
+                       || store[len - 1] == '\t')) {
+        store[--len] = '\0';
+    }
+    char *p = store;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    if (*p == '\0' || *p == '#') {
+        return 0;
+    }
+    int n = 0;
+    while (*p) {
+        if (n == max) {
+            return -1;
+        }
+        fields[n++] = p;
+        p += strcspn(p, "\t");
+        if (*p) {
+            *p++ = '\0';
+            while (*p == '\t') {
+                p++;
+            }
+        }
+    }
+    /* fields keep inner blanks (a target's text), lose the outer ones */
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(fields[i]);
+        while (l > 0 && fields[i][l - 1] == ' ') {
+            fields[i][--l] = '\0';
+        }
+        while (*fields[i] == ' ') {
+            fields[i]++;
+        }
+    }
+    return n;
+}
+
+static bool
+copy_field(char *dst, size_t size, const char *src, const char *what, char *err,
+           size_t errsize)
+{
+    if (*src == '\0' || strlen(src) >= size || strpbrk(src, " ") != NULL) {
+        snprintf(err, errsize, "bad %s '%s'", what, src);
+        return false;
+    }
+    memcpy(dst, src, strlen(src) + 1);
+    return true;
+}
+
+/* A number, or "-" (NaN) if dash_ok. */
+static bool
+number_field(const char *s, bool dash_ok, double *out, const char *what, char *err,
+             size_t errsize)
+{
+    if (dash_ok && strcmp(s, "-") == 0) {
+        *out = NAN;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !isfinite(v)) {
+        snprintf(err, errsize, "bad %s '%s'", what, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool
+threads_field(const char *s, bool star_ok, int *out, char *err, size_t errsize)
+{
+    if (star_ok && strcmp(s, "*") == 0) {
+        *out = 0;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || errno != 0 || v < 0 || v > 100000) {
+        snprintf(err, errsize, "bad thread count '%s'", s);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+int
+bench_anchor_parse(const char *line, void *out, char *err, size_t errsize)
+{
+    bench_anchor *a = out;
+    char store[512];
+    char *f[MAX_FIELDS];
+    int n = split_tabs(line, store, sizeof store, f, MAX_FIELDS);
+    if (n == 0) {
+        return 0;
+    }
+    if (n != 8) {
+        snprintf(err, errsize, "expected 8 tab-separated fields, found %d", n < 0 ? MAX_FIELDS + 1 : n);
+        return -1;
+    }
+    memset(a, 0, sizeof *a);
+    if (!copy_field(a->workload, sizeof a->workload, f[0], "workload", err, errsize)
+        || !copy_field(a->measure, sizeof a->measure, f[1], "measure", err, errsize)
+        || !copy_field(a->subject, sizeof a->subject, f[2], "subject", err, errsize)
+        || !threads_field(f[3], false, &a->threads, err, errsize)
+        || !number_field(f[4], true, &a->ft, "free-threaded figure", err, errsize)
+        || !number_field(f[5], true, &a->gil, "GIL figure", err, errsize)
+        || !copy_field(a->unit, sizeof a->unit, f[6], "unit", err, errsize)) {
+        return -1;
+    }
+    if (isnan(a->ft) && isnan(a->gil)) {
+        snprintf(err, errsize, "no figure for either build");
+        return -1;
+    }
+    snprintf(a->source, sizeof a->source, "%s", strcmp(f[7], "-") == 0 ? "" : f[7]);
+    return 1;
+}
+
+int
+bench_target_parse(const char *line, void *out, char *err, size_t errsize)
+{
+    bench_target *t = out;
+    char store[512];
+    char *f[MAX_FIELDS];
+    int n = split_tabs(line, store, sizeof store, f, MAX_FIELDS);
+    if (n == 0) {
+        return 0;
+    }
+    if (n != 9) {
+        snprintf(err, errsize, "expected 9 tab-separated fields, found %d", n < 0 ? MAX_FIELDS + 1 : n);
+        return -1;
+    }
+    memset(t, 0, sizeof *t);
+    if (!copy_field(t->workload, sizeof t->workload, f[0], "workload", err, errsize)
+        || !copy_field(t->measure, sizeof t->measure, f[1], "measure", err, errsize)
+        || !copy_field(t->subject, sizeof t->subject, f[2], "subject", err, errsize)
+        || !threads_field(f[3], true, &t->threads, err, errsize)) {
+        return -1;
+    }
+    if (strcmp(f[4], "value") == 0) {
+        t->kind = BENCH_TARGET_VALUE;
+    }
+    else if (strcmp(f[4], "scaling") == 0) {
+        t->kind = BENCH_TARGET_SCALING;
+    }
+    else if (strcmp(f[4], "time_ft_over_gil") == 0) {
+        t->kind = BENCH_TARGET_TIME_FT_GIL;
+    }
+    else {
+        snprintf(err, errsize, "bad kind '%s' (value, scaling or time_ft_over_gil)", f[4]);
+        return -1;
+    }
+    if (strcmp(f[5], "<=") != 0 && strcmp(f[5], ">=") != 0) {
+        snprintf(err, errsize, "bad bound '%s' (<= or >=)", f[5]);
+        return -1;
+    }
+    t->at_most = f[5][0] == '<';
+    if (!number_field(f[6], false, &t->limit, "limit", err, errsize)) {
+        return -1;
+    }
+    if (strcmp(f[7], "both") == 0) {
+        t->judged = BENCH_JUDGED_BOTH;
+    }
+    else if (strcmp(f[7], "ft") == 0) {
+        t->judged = BENCH_JUDGED_FT;
+    }
+    else if (strcmp(f[7], "gil") == 0) {
+        t->judged = BENCH_JUDGED_GIL;
+    }
+    else {
+        snprintf(err, errsize, "bad judged build '%s' (both, ft or gil)", f[7]);
+        return -1;
+    }
+    if (strlen(f[8]) >= sizeof t->text) {
+        snprintf(err, errsize, "text longer than %zu characters", sizeof t->text - 1);
+        return -1;
+    }
+    snprintf(t->text, sizeof t->text, "%s", f[8]);
+    return 1;
+}
+
+size_t
+bench_records_parse(const char *text, const char *name, bench_record_parse_fn *parse,
+                    void *items, size_t item_size, size_t max, FILE *diag)
+{
+    size_t n = 0;
+    int lineno = 0;
+    for (const char *line = text; line && *line; ) {
+        lineno++;
+        char err[128] = "";
+        /* when items is full, a record is parsed into scratch only to be
+         * reported (a comment line is not) */
+        _Alignas(max_align_t) char scratch[512];
+        void *slot = n < max ? (char *)items + n * item_size
+                   : item_size <= sizeof scratch ? scratch : NULL;
+        int rc = slot ? parse(line, slot, err, sizeof err) : -1;
+        if (slot == NULL) {
+            snprintf(err, sizeof err, "more than %zu records", max);
+        }
+        else if (rc == 1 && n >= max) {
+            rc = -1;
+            snprintf(err, sizeof err, "more than %zu records", max);
+        }
+        if (rc == 1) {
+            n++;
+        }
+        else if (rc < 0 && diag) {
+            fprintf(diag, "%s:%d: %s; line skipped\n", name, lineno, err);
+        }
+        line = strchr(line, '\n');
+        if (line) {
+            line++;
+        }
+    }
+    return n;
+}
+
+/* ---- JSON ------------------------------------------------------------------------- */
+
+void
+bench_json_write_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            fputc('\\', out);
+            fputc(c, out);
+            p++;
+        }
+        else if (c < 0x20) {
+            switch (c) {
+            case '\b': fputs("\\b", out); break;
+            case '\f': fputs("\\f", out); break;
+            case '\n': fputs("\\n", out); break;
+            case '\r': fputs("\\r", out); break;
+            case '\t': fputs("\\t", out); break;
+            default: fprintf(out, "\\u%04x", c); break;
+            }
+            p++;
+        }
+        else if (c < 0x80) {
+            fputc(c, out);
+            p++;
+        }
+        else {
+            /* a well-formed UTF-8 sequence passes, anything else is U+FFFD */
+            size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                       : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+            bool ok = len > 0;
+            for (size_t k = 1; ok && k < len; k++) {
+                ok = (p[k] & 0xc0) == 0x80;
+            }
+            if (ok && len == 3) {   /* overlong, or a surrogate */
+                ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+            }
+            if (ok && len == 4) {   /* overlong, or beyond U+10FFFF */
+                ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+            }
+            if (ok) {
+                fwrite(p, 1, len, out);
+                p += len;
+            }
+            else {
+                fputs("\\ufffd", out);
+                p++;
+            }
+        }
+    }
+    fputc('"', out);
+}
+
+void
+bench_json_init(bench_json *j, FILE *out)
+{
+    memset(j, 0, sizeof *j);
+    j->out = out;
+}
+
+static void
+json_indent(bench_json *j, int depth)
+{
+    fputc('\n', j->out);
+    for (int i = 0; i < depth; i++) {
+        fputs("  ", j->out);
+    }
+}
+
+/* Before a value: the separator and layout its container asks for. */
+static void
+json_value_prefix(bench_json *j, bool container)
+{
+    if (j->depth == 0) {
+        return;
+    }
+    int d = j->depth - 1;
+    if (j->object[d]) {
+        /* bench_json_key wrote "key": */
+        j->misused |= !j->key_pending;
+        j->key_pending = false;
+        return;
+    }
+    if (j->count[d] > 0) {
+        fputc(',', j->out);
+    }
+    if (container) {
+        j->multiline[d] = true;
+        json_indent(j, j->depth);
+    }
+    else if (j->count[d] > 0) {
+        fputc(' ', j->out);
+    }
+    j->count[d]++;
+}
+
+static void
+json_begin(bench_json *j, bool object)
+{
+    json_value_prefix(j, true);
+    if (j->depth == BENCH_JSON_MAX_DEPTH) {
+        j->misused = true;
+        fputs(object ? "{}" : "[]", j->out);   /* keeps the text balanced */
+        return;
+    }
+    fputc(object ? '{' : '[', j->out);
+    j->object[j->depth] = object;
+    j->count[j->depth] = 0;
+    j->multiline[j->depth] = false;
+    j->depth++;
+}
+
+static void
+json_end(bench_json *j, bool object)
+{
+    if (j->depth == 0 || j->object[j->depth - 1] != object || j->key_pending) {
+        j->misused = true;
+        return;
+    }
+    int d = j->depth - 1;
+    if (object ? j->count[d] > 0 : j->multiline[d]) {
+        json_indent(j, d);
+    }
+    fputc(object ? '}' : ']', j->out);
+    j->depth--;
+}
+
+void bench_json_object_begin(bench_json *j) { json_begin(j, true); }
+void bench_json_object_end(bench_json *j) { json_end(j, true); }
+void bench_json_array_begin(bench_json *j) { json_begin(j, false); }
+void bench_json_array_end(bench_json *j) { json_end(j, false); }
+
+void
+bench_json_key(bench_json *j, const char *key)
+{
+    if (j->depth == 0 || !j->object[j->depth - 1] || j->key_pending) {
+        j->misused = true;
+        return;
+    }
+    int d = j->depth - 1;
+    j->key_pending = true;
+    if (j->count[d] > 0) {
+        fputc(',', j->out);
+    }
+    json_indent(j, j->depth);
+    bench_json_write_string(j->out, key);
+    fputs(": ", j->out);
+    j->count[d]++;
+}
+
+void
+bench_json_string(bench_json *j, const char *s)
+{
+    json_value_prefix(j, false);
+    if (s == NULL) {
+        fputs("null", j->out);
+    }
+    else {
+        bench_json_write_string(j->out, s);
+    }
+}
+
+void
+bench_json_number(bench_json *j, double v)
+{
+    json_value_prefix(j, false);
+    if (!isfinite(v)) {
+        fputs("null", j->out);
+        return;
+    }
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) {
+        snprintf(buf, sizeof buf, "%.17g", v);
+    }
+    fputs(buf, j->out);
+}
+
+void
+bench_json_int(bench_json *j, long long v)
+{
+    json_value_prefix(j, false);
+    fprintf(j->out, "%lld", v);
+}
+
+void
+bench_json_bool(bench_json *j, bool v)
+{
+    json_value_prefix(j, false);
+    fputs(v ? "true" : "false", j->out);
+}
+
+void
+bench_json_null(bench_json *j)
+{
+    json_value_prefix(j, false);
+    fputs("null", j->out);
+}
+
+int
+bench_json_finish(bench_json *j)
+{
+    fputc('\n', j->out);
+    bool bad = j->misused || j->depth != 0;
+    if (fflush(j->out) != 0 || ferror(j->out)) {
+        bad = true;
+    }
+    return bad ? -1 : 0;
+}

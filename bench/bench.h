@@ -27,7 +27,9 @@
  *   - the rotating order of the subjects within a worker,
  *   - the result line format, written by workers and parsed by the driver,
  *   - the busy-machine check (/proc/stat against the run's own CPU time),
- *   - number formatting for the table.
+ *   - number formatting for the table,
+ *   - for the driver: histogram lines, the progress line and its ETA, the
+ *     reference data files (anchors.tsv, targets.tsv) and a JSON writer.
  * None of it depends on ftrt: the driver and the unit test link it alone.
  */
 #ifndef FTRT_BENCH_H
@@ -111,7 +113,8 @@ void bench_rotation(size_t round, size_t n, size_t *order);
  *
  * (all on one line).  Keys are fixed words, values contain no blanks.  A
  * subject "a/b" is the per-sample ratio a/b measured in the same process
- * (unit "x").  Other lines ("info ...") carry facts about the worker. */
+ * (unit "x").  Other lines carry facts about the worker ("info ...") or
+ * histograms ("hist ...", below). */
 #define BENCH_MAX_SAMPLES 64
 
 typedef struct bench_result {
@@ -197,6 +200,10 @@ bench_workload_fn bench_alloc_run;
 bench_workload_fn bench_listbuild_run;  /* containers.c: listbuild, listshared, dictmix */
 bench_workload_fn bench_listshared_run;
 bench_workload_fn bench_dictmix_run;
+bench_workload_fn bench_gc_run;        /* gc.c: gc, stw */
+bench_workload_fn bench_stw_run;
+bench_workload_fn bench_pipeline_run;   /* pipeline.c: pipeline, dictmap */
+bench_workload_fn bench_dictmap_run;
 
 /* ---- formatting ---------------------------------------------------------- */
 
@@ -206,5 +213,128 @@ void bench_format_value(double v, char *buf, size_t size);
 
 /* A ratio: 0.55, 1.02, 16.5. */
 void bench_format_ratio(double v, char *buf, size_t size);
+
+/* ---- histogram lines (worker side, parsed by the driver) ------------------
+ *
+ *   hist workload=stw measure=busy subject=to_stop threads=3 unit=ns
+ *        lower=0,2,4,8,16 counts=0,0,0,12,3
+ *
+ * (one line): counts per bucket, bucket i covering [lower[i], lower[i + 1]),
+ * summed over the worker's samples.  Not a "result" line: the driver keeps
+ * histograms apart from the measurements (the report's chart and JSON). */
+#define BENCH_MAX_BUCKETS 64
+
+void bench_hist_print(FILE *out, const char *workload, const char *measure,
+                      const char *subject, int threads, const char *unit,
+                      const double *lower, const double *counts, size_t n);
+
+/* ---- progress (driver side) ----------------------------------------------- */
+
+/* Estimated time left, in ns, when `done` of rounds x per_round worker runs
+ * are done (run k of a round is slot k).  cost_ns[slot]: how long that slot
+ * took the last time it ran, < 0 if it has not run yet; an unrun slot is
+ * estimated as the mean of the known slots of the same class[slot] (the
+ * kind of measurement), else of all known slots.  NaN if nothing is known. */
+double bench_eta_ns(const int64_t *cost_ns, const int *class_of, size_t per_round,
+                    int rounds, size_t done);
+
+/* "12 s", "3 min 05 s", "1 h 02 min"; "?" for NaN or a negative time. */
+void bench_format_duration(double seconds, char *buf, size_t size);
+
+/* "[3/40, elapsed 12 s, ETA 40 s] what": run done + 1 of total starts. */
+void bench_format_progress(char *buf, size_t size, size_t done, size_t total,
+                           double elapsed_s, double eta_s, const char *what);
+
+/* ---- reference data files (driver side) -------------------------------------
+ *
+ * anchors.tsv and targets.tsv (installed to datadir/ftrt): one record a
+ * line, fields separated by tabs (a run of tabs is one separator, so that
+ * columns can be aligned; "-" is an empty field); '#' starts a comment line.
+ *
+ * anchors.tsv: CPython 3.13.15's figure for one of ftrt's measurements,
+ *     workload  measure  subject  threads  ft  gil  unit  source
+ *   ft, gil: the free-threaded and the GIL build's figure, "-" for none.
+ * targets.tsv: a goal from the issues, checked against a run's medians,
+ *     workload  measure  subject  threads  kind  bound  limit  judged  text
+ *   threads: "*" for every thread count run; kind: value (the median),
+ *   scaling (median at T over median at T=1) or time_ft_over_gil (GIL
+ *   ops/s over FT ops/s); bound: "<=" or ">="; judged: both, ft or gil (the
+ *   other build's figure is shown, not judged). */
+typedef struct bench_anchor {
+    char workload[32], measure[32], subject[48];
+    int threads;
+    double ft, gil;   /* NaN: no figure */
+    char unit[16];
+    char source[96];
+} bench_anchor;
+
+typedef enum bench_target_kind {
+    BENCH_TARGET_VALUE,
+    BENCH_TARGET_SCALING,
+    BENCH_TARGET_TIME_FT_GIL,
+} bench_target_kind;
+
+typedef enum bench_judged { BENCH_JUDGED_BOTH, BENCH_JUDGED_FT, BENCH_JUDGED_GIL } bench_judged;
+
+typedef struct bench_target {
+    char workload[32], measure[32], subject[48];   /* subject "a/b": a ratio */
+    int threads;                                   /* 0: every thread count run */
+    bench_target_kind kind;
+    bool at_most;                                  /* value <= limit, else >= */
+    double limit;
+    bench_judged judged;
+    char text[96];
+} bench_target;
+
+/* Parse one line into *out.  Returns 1, 0 for a blank or comment line, or
+ * -1 for a malformed one (why in err). */
+typedef int bench_record_parse_fn(const char *line, void *out, char *err, size_t errsize);
+int bench_anchor_parse(const char *line, void *out /* bench_anchor */, char *err,
+                       size_t errsize);
+int bench_target_parse(const char *line, void *out /* bench_target */, char *err,
+                       size_t errsize);
+
+/* Parse the lines of text into items (item_size bytes each, at most max).
+ * A malformed line is skipped with "NAME:LINE: why; line skipped" on diag
+ * (if not NULL); so are lines beyond max.  Returns the number parsed. */
+size_t bench_records_parse(const char *text, const char *name, bench_record_parse_fn *parse,
+                           void *items, size_t item_size, size_t max, FILE *diag);
+
+/* ---- JSON output (ftrt-bench --json) --------------------------------------- *
+ *
+ * A streaming writer: members of an object one per line, scalar array
+ * elements on one line.  Strings are escaped (quote, backslash, control
+ * characters; invalid UTF-8 becomes U+FFFD); NaN and infinities, which JSON
+ * lacks, are written as null; numbers round-trip (%.15g, or %.17g when
+ * that is needed to read the same double back). */
+#define BENCH_JSON_MAX_DEPTH 16
+
+typedef struct bench_json {
+    FILE *out;
+    int depth;                              /* open containers */
+    bool object[BENCH_JSON_MAX_DEPTH];      /* container is an object */
+    size_t count[BENCH_JSON_MAX_DEPTH];     /* members or elements written */
+    bool multiline[BENCH_JSON_MAX_DEPTH];   /* an element was a container */
+    bool key_pending;                       /* a key was written, its value not yet */
+    bool misused;                           /* unbalanced, too deep, key outside object */
+} bench_json;
+
+void bench_json_init(bench_json *j, FILE *out);
+void bench_json_object_begin(bench_json *j);
+void bench_json_object_end(bench_json *j);
+void bench_json_array_begin(bench_json *j);
+void bench_json_array_end(bench_json *j);
+void bench_json_key(bench_json *j, const char *key);   /* in an object, before each value */
+void bench_json_string(bench_json *j, const char *s);  /* NULL: null */
+void bench_json_number(bench_json *j, double v);
+void bench_json_int(bench_json *j, long long v);
+void bench_json_bool(bench_json *j, bool v);
+void bench_json_null(bench_json *j);
+/* Ends the document with a newline.  Returns 0, or -1 if the document is
+ * unbalanced, the writer was misused or a write failed. */
+int bench_json_finish(bench_json *j);
+
+/* s as a JSON string literal, quotes included. */
+void bench_json_write_string(FILE *out, const char *s);
 
 #endif /* FTRT_BENCH_H */

@@ -45,6 +45,10 @@ static const struct {
     {"listbuild", bench_listbuild_run},
     {"listshared", bench_listshared_run},
     {"dictmix", bench_dictmix_run},
+    {"gc", bench_gc_run},
+    {"stw", bench_stw_run},
+    {"pipeline", bench_pipeline_run},
+    {"dictmap", bench_dictmap_run},
 };
 
 static void

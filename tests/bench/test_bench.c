@@ -1,7 +1,10 @@
 /* Unit test of the benchmark harness (bench/bench.c): statistics, the
- * rotating order, calibration, the result line format, the busy-machine
- * arithmetic and number formatting.  Nothing here is timed except one loose
- * check that calibration of a real loop lands near its target. */
+ * rotating order, calibration, the result and histogram line formats, the
+ * busy-machine arithmetic, number formatting, the progress line and its ETA,
+ * the reference data files' parser and the JSON writer.  Nothing here is
+ * timed except one loose check that calibration of a real loop lands near
+ * its target.  (ftrt-bench's --json and --chart end to end:
+ * tests/bench/check_json_chart.py, the bench-json-chart-smoke test.) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,4 +356,342 @@ Test(format, ratios)
     cr_assert_str_eq(buf, "16.5");
     bench_format_ratio(NAN, buf, sizeof buf);
     cr_assert_str_eq(buf, "-");
+}
+
+/* ---- histogram lines ----------------------------------------------------------- */
+
+Test(hist_line, round_trip_through_the_driver_keys)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    double lower[] = {0, 2, 4, 549755813888.0};
+    double counts[] = {0, 12, 3, 1};
+    bench_hist_print(f, "stw", "busy", "to_stop", 3, "ns", lower, counts, 4);
+    fclose(f);
+    cr_assert(strncmp(text, "hist ", 5) == 0, "%s", text);
+    char buf[256];
+    cr_assert(bench_kv_get(text, "threads", buf, sizeof buf));
+    cr_assert_str_eq(buf, "3");
+    cr_assert(bench_kv_get(text, "lower", buf, sizeof buf));
+    double back[8];
+    cr_assert_eq(bench_parse_doubles(buf, back, 8), 4);
+    cr_assert(back[3] == 549755813888.0, "2^39 exact, got %.17g", back[3]);
+    cr_assert(bench_kv_get(text, "counts", buf, sizeof buf));
+    cr_assert_str_eq(buf, "0,12,3,1");
+    free(text);
+}
+
+/* ---- progress -------------------------------------------------------------------- */
+
+static void
+expect_duration(double s, const char *want)
+{
+    char buf[32];
+    bench_format_duration(s, buf, sizeof buf);
+    cr_assert_str_eq(buf, want, "%g s printed as '%s', want '%s'", s, buf, want);
+}
+
+Test(progress, durations)
+{
+    expect_duration(0, "0 s");
+    expect_duration(12.4, "12 s");
+    expect_duration(59.4, "59 s");
+    expect_duration(59.6, "1 min 00 s");
+    expect_duration(185, "3 min 05 s");
+    expect_duration(3725, "1 h 02 min");
+    expect_duration(NAN, "?");
+    expect_duration(-1, "?");
+    expect_duration(INFINITY, "?");
+}
+
+Test(progress, line_format)
+{
+    char buf[128];
+    bench_format_progress(buf, sizeof buf, 2, 40, 12.2, 40.0, "round 1: mutex");
+    cr_assert_str_eq(buf, "[3/40, elapsed 12 s, ETA 40 s] round 1: mutex");
+    bench_format_progress(buf, sizeof buf, 0, 40, 0, NAN, "x");
+    cr_assert_str_eq(buf, "[1/40, elapsed 0 s, ETA ?] x");
+}
+
+Test(progress, eta_from_the_previous_round)
+{
+    /* 3 slots a round, 2 rounds; round 1 done: round 2 costs the same */
+    int64_t cost[] = {100, 200, 300};
+    int kind[] = {0, 1, 1};
+    cr_assert(near(bench_eta_ns(cost, kind, 3, 2, 3), 600, 1e-9));
+    cr_assert(near(bench_eta_ns(cost, kind, 3, 2, 4), 500, 1e-9), "slot 0 done");
+    cr_assert(near(bench_eta_ns(cost, kind, 3, 2, 6), 0, 1e-9), "all done");
+}
+
+Test(progress, eta_in_the_first_round_uses_the_same_kind)
+{
+    int64_t cost[] = {100, 200, -1, -1};
+    int kind[] = {0, 1, 1, 2};
+    /* 2 slots done of 4, one round: slot 2 (kind 1) ~ 200, slot 3 (kind 2,
+     * none known) ~ the mean of all, 150 */
+    cr_assert(near(bench_eta_ns(cost, kind, 4, 1, 2), 350, 1e-9));
+    /* two rounds: the second round's slots 0 and 1 as measured */
+    cr_assert(near(bench_eta_ns(cost, kind, 4, 2, 2), 350 + 650, 1e-9));
+    int64_t none[] = {-1, -1};
+    cr_assert(isnan(bench_eta_ns(none, kind, 2, 1, 0)), "nothing known: NaN");
+}
+
+/* ---- reference data files --------------------------------------------------------- */
+
+static const char anchors_fixture[] =
+    "# source: measured on CPython 3.13.15 (free-threaded and GIL builds) on a\n"
+    "# 2-vCPU machine\n"
+    "\n"
+    "mutex\t\tuncontended\tpymutex\t\t1\t5.42\t5.46\tns/op\tcpython-anchor.md a\n"
+    "   # an indented comment\n"
+    "gc\talone\tcycles\t1\t92\t-\tms\tcpython-anchor.md k; 3.13t only\r\n"
+    "mutex\tcontended\tpymutex\tfour\t1.7e8\t4.9e7\tops/s\tb\n"     /* bad threads */
+    "mutex\tcontended\tpymutex\t2\t1.79e8\n"                       /* too few fields */
+    "tss\tset_get\ttss\t1\t-\t-\tns/op\th\n"                       /* no figure */
+    "refshared\tthreads\tshared\t2\t3.02e7\t1.48e8\tops/s\t-";     /* no final newline */
+
+Test(data_files, anchors_fixture)
+{
+    char *diag = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&diag, &len);
+    cr_assert_not_null(f);
+    bench_anchor a[8];
+    size_t n = bench_records_parse(anchors_fixture, "anchors.tsv", bench_anchor_parse, a,
+                                   sizeof a[0], 8, f);
+    fclose(f);
+    cr_assert_eq(n, 3, "%zu records; diagnostics:\n%s", n, diag);
+    cr_assert_str_eq(a[0].workload, "mutex");
+    cr_assert_str_eq(a[0].measure, "uncontended");
+    cr_assert_str_eq(a[0].subject, "pymutex");
+    cr_assert_eq(a[0].threads, 1);
+    cr_assert(near(a[0].ft, 5.42, 1e-12) && near(a[0].gil, 5.46, 1e-12));
+    cr_assert_str_eq(a[0].unit, "ns/op");
+    cr_assert_str_eq(a[0].source, "cpython-anchor.md a");
+    cr_assert(near(a[1].ft, 92, 1e-12) && isnan(a[1].gil), "'-' is no figure");
+    cr_assert_str_eq(a[1].source, "cpython-anchor.md k; 3.13t only", "CR and blanks go");
+    cr_assert_str_eq(a[2].workload, "refshared");
+    cr_assert_str_eq(a[2].source, "", "'-' source is empty");
+    /* each malformed line is reported with its line number, and skipped */
+    cr_assert_not_null(strstr(diag, "anchors.tsv:7: bad thread count 'four'; line skipped"),
+                       "%s", diag);
+    cr_assert_not_null(strstr(diag, "anchors.tsv:8: expected 8 tab-separated fields, found 5"),
+                       "%s", diag);
+    cr_assert_not_null(strstr(diag, "anchors.tsv:9: no figure for either build"), "%s", diag);
+    cr_assert_null(strstr(diag, "anchors.tsv:5:"), "comments are not errors: %s", diag);
+    free(diag);
+}
+
+Test(data_files, records_beyond_max_are_reported)
+{
+    char *diag = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&diag, &len);
+    bench_anchor a[1];
+    size_t n = bench_records_parse(anchors_fixture, "x", bench_anchor_parse, a, sizeof a[0],
+                                   1, f);
+    fclose(f);
+    cr_assert_eq(n, 1);
+    cr_assert_not_null(strstr(diag, "x:6: more than 1 records"), "%s", diag);
+    free(diag);
+}
+
+Test(data_files, targets)
+{
+    const char *text =
+        "# workload measure subject threads kind bound limit judged text\n"
+        "mutex\tuncontended\tpymutex/pthread\t1\tvalue\t<=\t0.6\tboth\tPyMutex/pthread <= 0.60x\n"
+        "mutex\tcontended\tpymutex/pthread\t*\tvalue\t>=\t1.0\tboth\tcontended >= 1.00x\n"
+        "listbuild\tthreads\tprivate\t2\tscaling\t<=\t1.05\tgil\tspeed-up (GIL)\n"
+        "listshared\tthreads\tshared\t1\ttime_ft_over_gil\t<=\t1.2\tft\tFT/GIL time\n"
+        "mutex\tcontended\tpymutex\t1\tspeed\t<=\t1\tft\tbad kind\n"
+        "mutex\tcontended\tpymutex\t1\tvalue\t<\t1\tft\tbad bound\n"
+        "mutex\tcontended\tpymutex\t1\tvalue\t<=\tx\tft\tbad limit\n"
+        "mutex\tcontended\tpymutex\t1\tvalue\t<=\t1\tnone\tbad judged\n";
+    char *diag = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&diag, &len);
+    bench_target t[8];
+    size_t n = bench_records_parse(text, "targets.tsv", bench_target_parse, t, sizeof t[0],
+                                   8, f);
+    fclose(f);
+    cr_assert_eq(n, 4, "%zu; %s", n, diag);
+    cr_assert_str_eq(t[0].subject, "pymutex/pthread");
+    cr_assert(t[0].at_most && near(t[0].limit, 0.6, 1e-12));
+    cr_assert_eq(t[0].kind, BENCH_TARGET_VALUE);
+    cr_assert_eq(t[0].judged, BENCH_JUDGED_BOTH);
+    cr_assert_str_eq(t[0].text, "PyMutex/pthread <= 0.60x", "the text keeps its blanks");
+    cr_assert_eq(t[1].threads, 0, "'*': every thread count");
+    cr_assert_not(t[1].at_most);
+    cr_assert_eq(t[2].kind, BENCH_TARGET_SCALING);
+    cr_assert_eq(t[2].judged, BENCH_JUDGED_GIL);
+    cr_assert_eq(t[3].kind, BENCH_TARGET_TIME_FT_GIL);
+    cr_assert_eq(t[3].judged, BENCH_JUDGED_FT);
+    cr_assert_not_null(strstr(diag, "targets.tsv:6: bad kind 'speed'"), "%s", diag);
+    cr_assert_not_null(strstr(diag, "targets.tsv:7: bad bound '<'"), "%s", diag);
+    cr_assert_not_null(strstr(diag, "targets.tsv:8: bad limit 'x'"), "%s", diag);
+    cr_assert_not_null(strstr(diag, "targets.tsv:9: bad judged build 'none'"), "%s", diag);
+    free(diag);
+}
+
+/* ---- JSON -------------------------------------------------------------------------- */
+
+/* What bench_json wrote, as a string (caller frees). */
+static char *
+json_text(void (*write)(bench_json *j), int *rc)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    bench_json j;
+    bench_json_init(&j, f);
+    write(&j);
+    *rc = bench_json_finish(&j);
+    fclose(f);
+    return text;
+}
+
+static char *
+string_literal(const char *s)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    bench_json_write_string(f, s);
+    fclose(f);
+    return text;
+}
+
+static void
+expect_literal(const char *s, const char *want)
+{
+    char *got = string_literal(s);
+    cr_assert_str_eq(got, want, "'%s' written as %s, want %s", s, got, want);
+    free(got);
+}
+
+Test(json, string_escapes)
+{
+    expect_literal("plain", "\"plain\"");
+    expect_literal("say \"hi\"", "\"say \\\"hi\\\"\"");
+    expect_literal("C:\\dir", "\"C:\\\\dir\"");
+    expect_literal("a\nb\tc\rd", "\"a\\nb\\tc\\rd\"");
+    expect_literal("\b\f", "\"\\b\\f\"");
+    expect_literal("\x01\x1f", "\"\\u0001\\u001f\"");
+    expect_literal("/ and \x7f pass", "\"/ and \x7f pass\"");
+    expect_literal("", "\"\"");
+}
+
+Test(json, utf8_passes_and_garbage_is_replaced)
+{
+    expect_literal("\xc2\xb5s and \xe2\x80\x93", "\"\xc2\xb5s and \xe2\x80\x93\"");
+    expect_literal("\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\"");
+    expect_literal("x\xffy", "\"x\\ufffdy\"");                 /* never valid */
+    expect_literal("\xc3(", "\"\\ufffd(\"");                   /* truncated sequence */
+    expect_literal("\xc0\xaf", "\"\\ufffd\\ufffd\"");          /* overlong '/' */
+    expect_literal("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");  /* a surrogate */
+    expect_literal("end\xe2\x80", "\"end\\ufffd\\ufffd\"");    /* cut at the end */
+}
+
+static void
+write_numbers(bench_json *j)
+{
+    bench_json_array_begin(j);
+    bench_json_number(j, 5.42);
+    bench_json_number(j, NAN);
+    bench_json_number(j, INFINITY);
+    bench_json_number(j, -INFINITY);
+    bench_json_number(j, 1.79e8);
+    bench_json_number(j, 0.1 + 0.2);
+    bench_json_int(j, -3);
+    bench_json_bool(j, true);
+    bench_json_null(j);
+    bench_json_string(j, NULL);
+    bench_json_array_end(j);
+}
+
+Test(json, numbers_round_trip_and_nan_is_null)
+{
+    int rc;
+    char *text = json_text(write_numbers, &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(text, "[5.42, null, null, null, 179000000, 0.30000000000000004, -3, true, "
+                           "null, null]\n");
+    free(text);
+}
+
+static void
+write_document(bench_json *j)
+{
+    bench_json_object_begin(j);
+    bench_json_key(j, "schema");
+    bench_json_string(j, "ftrt-bench/1");
+    bench_json_key(j, "empty");
+    bench_json_object_begin(j);
+    bench_json_object_end(j);
+    bench_json_key(j, "measurements");
+    bench_json_array_begin(j);
+    for (int i = 0; i < 2; i++) {
+        bench_json_object_begin(j);
+        bench_json_key(j, "samples");
+        bench_json_array_begin(j);
+        bench_json_number(j, 1.5);
+        bench_json_number(j, 2);
+        bench_json_array_end(j);
+        bench_json_object_end(j);
+    }
+    bench_json_array_end(j);
+    bench_json_key(j, "none");
+    bench_json_array_begin(j);
+    bench_json_array_end(j);
+    bench_json_object_end(j);
+}
+
+Test(json, document_layout)
+{
+    int rc;
+    char *text = json_text(write_document, &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(text,
+                     "{\n"
+                     "  \"schema\": \"ftrt-bench/1\",\n"
+                     "  \"empty\": {},\n"
+                     "  \"measurements\": [\n"
+                     "    {\n"
+                     "      \"samples\": [1.5, 2]\n"
+                     "    },\n"
+                     "    {\n"
+                     "      \"samples\": [1.5, 2]\n"
+                     "    }\n"
+                     "  ],\n"
+                     "  \"none\": []\n"
+                     "}\n");
+    free(text);
+}
+
+static void
+write_unbalanced(bench_json *j)
+{
+    bench_json_object_begin(j);
+    bench_json_array_begin(j);   /* no key: misuse */
+    bench_json_array_end(j);
+}
+
+static void
+write_mismatched(bench_json *j)
+{
+    bench_json_array_begin(j);
+    bench_json_object_end(j);
+}
+
+Test(json, misuse_is_reported)
+{
+    int rc;
+    free(json_text(write_unbalanced, &rc));
+    cr_assert_eq(rc, -1, "open object, value without a key");
+    free(json_text(write_mismatched, &rc));
+    cr_assert_eq(rc, -1, "] closed by }");
 }

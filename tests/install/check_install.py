@@ -9,7 +9,10 @@ Checks, for both pkg-config modules (ftrt, ftrt-gil):
   - the library exports only the public API (Py*, _Py*, PY*) and the
     exported slow paths of inline functions (ft_*_slow), nothing internal;
   - installed executables that link libftrt carry an rpath to the installed
-    libdir, and the installed ftrt-bench runs the installed workers.
+    libdir, and the installed ftrt-bench runs the installed workers;
+  - the benchmark's reference data (anchors.tsv, targets.tsv) is installed
+    in datadir/ftrt, where the installed ftrt-bench finds it by itself
+    (relative to its own bindir, so also under the DESTDIR).
 usage: check_install.py BUILD_DIR SOURCE_DIR
 """
 import glob
@@ -79,12 +82,23 @@ with tempfile.TemporaryDirectory() as dest:
     # the installed driver runs the installed workers against the installed libraries
     bench = [e for e in exes if os.path.basename(e) == 'ftrt-bench']
     workers = [os.path.dirname(e) for e in exes if 'ftrt-bench-worker' in e]
+    data = {os.path.basename(p): p
+            for p in glob.glob(os.path.join(dest, '**', 'share', 'ftrt', '*.tsv'), recursive=True)}
+    if set(data) != {'anchors.tsv', 'targets.tsv'}:
+        failures.append(f'expected anchors.tsv and targets.tsv in share/ftrt, found {data}')
     if len(bench) == 1 and workers:
         r = subprocess.run([bench[0], '--smoke'], capture_output=True, text=True,
                            env=dict(env, FTRT_BENCH_WORKER_DIR=workers[0]))
         print('installed ftrt-bench --smoke:', r.stdout.strip().splitlines()[-1:] or r.stderr[-300:])
         if r.returncode != 0:
             failures.append(f'installed ftrt-bench --smoke failed ({r.returncode}): {r.stderr[-500:]}')
+        ref = [l for l in r.stdout.splitlines() if l.startswith('reference data: ')]
+        print('installed ftrt-bench', ref[0] if ref else 'printed no reference data line')
+        for name, path in data.items():
+            # the file the installed driver read is the installed one
+            if not ref or os.path.realpath(path) not in [
+                    os.path.realpath(w) for w in ref[0][16:].replace(',', ' ').split()]:
+                failures.append(f'the installed ftrt-bench did not read the installed {name}: {ref}')
     else:
         failures.append(f'ftrt-bench or its workers were not installed: {exes}')
 
