@@ -1,6 +1,6 @@
 /* ftrt-bench: measures ftrt's free-threaded build against its GIL build.
  *
- *     ftrt-bench --quick              about 2 minutes (.ci/bench, the README's command)
+ *     ftrt-bench --quick              about 75 seconds (.ci/bench, the README's command)
  *     ftrt-bench [--full]             the full run (about 10 minutes)
  *     ftrt-bench --smoke              tiny sizes, one round: the CI test
  *     ftrt-bench --rounds 7 --threads 1,2,4 --workload mutex
@@ -338,7 +338,9 @@ static const subject_desc dictmap_subjects[] = {
 };
 
 /* Measures with nothing to measure in the GIL build (it has no stops): its
- * figures are 0 and it prints no ratios (--smoke checks for that). */
+ * figures are 0 and it prints no ratios.  Only --smoke runs their GIL worker
+ * (and checks for that); the other modes leave the GIL column "-" and save
+ * the run (its 16 busy threads take turns at the GIL: ~1.7 s a round). */
 static const struct {
     const char *workload, *measure;
 } zero_in_gil[] = {
@@ -415,9 +417,13 @@ typedef struct run_mode {
  * (their subjects, 18 with pipeline and dictmap) x thread counts x 2 builds
  * x samples x ms, plus a worker start (~0.1 s) per run; 2 CPUs.  --quick
  * leaves T=8 (oversubscribed 4x on 2 CPUs) to --full and takes 2 samples a
- * run instead of 3, 6 per figure over its 3 rounds: 204 s -> about 2 min. */
+ * run instead of 3, 6 per figure over its 3 rounds: 204 s -> 105 s.  Samples
+ * of 60 ms instead of 100 (and no GIL run of the stop-the-world measures):
+ * 74 s.  On this noisy 2-CPU machine the run-to-run difference of the
+ * medians was the same at 60 ms as at 100 (median 5%, p90 20-28%, over 90
+ * figures, two runs each): the machine's noise dominates, not the length. */
 static const run_mode mode_full = {"full", 5, 7, 20, 3, 200, 4};    /* ~10 min */
-static const run_mode mode_quick = {"quick", 3, 5, 10, 2, 100, 3};  /* ~2 min */
+static const run_mode mode_quick = {"quick", 3, 5, 10, 2, 60, 3};  /* ~75 s */
 static const run_mode mode_smoke = {"smoke", 1, 1, 1, 1, 5, 4};     /* ~5 s */
 
 enum { VARIANT_FT, VARIANT_GIL, N_VARIANTS };
@@ -465,7 +471,7 @@ usage(FILE *f)
         "                  [--json FILE] [--chart FILE.svg] [--wait-quiet[=SECONDS]]\n"
         "  --full        the default: 5 rounds, 3 samples of 200 ms a multi-thread\n"
         "                run, threads 1,2,4,8 (about 10 minutes)\n"
-        "  --quick       3 rounds, 2 samples of 100 ms, threads 1,2,4 (about 2 min)\n"
+        "  --quick       3 rounds, 2 samples of 60 ms, threads 1,2,4 (about 75 s)\n"
         "  --smoke       tiny sizes and one round; checks that every measurement\n"
         "                produced a positive number (for CI; no timing asserted)\n"
         "  --rounds N    FT,GIL worker pairs per measurement (default 5, quick 3)\n"
@@ -2129,6 +2135,25 @@ write_chart(const char *path, const run_summary *rs)
  * main
  * ========================================================================= */
 
+static bool
+zero_in_gil_build(const workload_desc *w, const measure_desc *m)
+{
+    for (size_t z = 0; z < ARRAY_LEN(zero_in_gil); z++) {
+        if (strcmp(zero_in_gil[z].workload, w->name) == 0 &&
+            strcmp(zero_in_gil[z].measure, m->name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether a round runs this job's worker of build v. */
+static bool
+job_runs(const options *o, const job *jb, int v)
+{
+    return v != VARIANT_GIL || o->smoke || !zero_in_gil_build(jb->w, jb->m);
+}
+
 /* --smoke: every expected measurement has a positive sample from both builds
  * (a measure that chooses its own thread counts: at each count it printed;
  * zero_in_gil: the GIL build's figures are 0 and it has no ratios). */
@@ -2139,11 +2164,7 @@ smoke_check(FILE *out, const job *jobs, size_t n_jobs)
     for (size_t j = 0; j < n_jobs; j++) {
         const workload_desc *w = jobs[j].w;
         const measure_desc *m = jobs[j].m;
-        bool gil_zero = false;
-        for (size_t z = 0; z < ARRAY_LEN(zero_in_gil); z++) {
-            gil_zero |= strcmp(zero_in_gil[z].workload, w->name) == 0
-                        && strcmp(zero_in_gil[z].measure, m->name) == 0;
-        }
+        bool gil_zero = zero_in_gil_build(w, m);
         for (size_t s = 0; s < 2 * w->n_subjects; s++) {
             char subject[64];
             const subject_desc *sd = &w->subjects[s % w->n_subjects];
@@ -2213,11 +2234,15 @@ main(int argc, char **argv)
 
     job jobs[MAX_JOBS];
     size_t n_jobs = plan_jobs(&o, jobs);
-    size_t per_round = n_jobs * N_VARIANTS;
+    size_t per_round = n_jobs * N_VARIANTS;   /* slots; skipped ones cost 0 */
+    size_t runs_per_round = 0;
+    for (size_t k = 0; k < per_round; k++) {
+        runs_per_round += job_runs(&o, &jobs[k / N_VARIANTS], (int)(k % N_VARIANTS));
+    }
     size_t total = per_round * (size_t)o.mode.rounds;
 
     run_summary rs = {.o = &o, .argc = argc, .argv = argv, .mach = machine_probe(),
-                      .worker_runs = (int)total, .quiet = {.last_foreign = NAN}};
+                      .worker_runs = (int)(runs_per_round * (size_t)o.mode.rounds), .quiet = {.last_foreign = NAN}};
     printf("ftrt-bench %s, %s run: %d round%s of FT and GIL workers alternating, threads",
            FTRT_BENCH_VERSION, o.mode.name, o.mode.rounds, o.mode.rounds == 1 ? "" : "s");
     for (int i = 0; i < o.n_threads; i++) {
@@ -2238,7 +2263,7 @@ main(int argc, char **argv)
     }
     for (size_t k = 0; k < per_round; k++) {
         const job *jb = &jobs[k / N_VARIANTS];
-        cost[k] = -1;
+        cost[k] = job_runs(&o, jb, (int)(k % N_VARIANTS)) ? -1 : 0;
         /* the kind of measurement: workload and measure (thread counts of
          * one measure cost alike: fixed wall time) */
         kind[k] = (int)((jb->w - workloads) * 16 + (jb->m - jb->w->measures));
@@ -2247,7 +2272,7 @@ main(int argc, char **argv)
     /* the busy-machine figures add up the worker runs only (not the waits) */
     bench_cpu_snapshot run_zero = {.valid = true}, run_sum = {.valid = true};
     int64_t start = bench_now_ns();
-    size_t done = 0;
+    size_t done = 0, run_no = 0;   /* slots passed, worker runs started */
     for (int round = 0; round < o.mode.rounds; round++) {
         if (o.wait_quiet_s >= 0) {
             char when[32];
@@ -2266,11 +2291,14 @@ main(int argc, char **argv)
             char *args[] = {(char *)jb->w->name, (char *)jb->m->name, threads_arg,
                             samples_arg, ms_arg, NULL};
             for (int v = 0; v < N_VARIANTS; v++, done++) {
+                if (!job_runs(&o, jb, v)) {
+                    continue;
+                }
                 char what[128];
                 snprintf(what, sizeof what, "round %d: %s %s T=%d, %s", round + 1,
                          jb->w->name, jb->m->name, jb->threads, variant_label[v]);
-                progress(done, total, start, bench_eta_ns(cost, kind, per_round,
-                                                          o.mode.rounds, done), what);
+                progress(run_no++, (size_t)rs.worker_runs, start,
+                         bench_eta_ns(cost, kind, per_round, o.mode.rounds, done), what);
                 int64_t t0 = bench_now_ns();
                 bench_cpu_snapshot before = bench_cpu_snapshot_take();
                 char *text = run_worker(v, args);
@@ -2309,7 +2337,7 @@ main(int argc, char **argv)
     if (isatty(STDERR_FILENO)) {
         fprintf(stderr, "\r\033[K");
     }
-    fprintf(stderr, "ftrt-bench: %zu worker runs in %.1f s\n", total, rs.duration_s);
+    fprintf(stderr, "ftrt-bench: %zu worker runs in %.1f s\n", run_no, rs.duration_s);
 
     printf("allocator: %s (FT), %s (GIL); figures: median [min-max] of all samples "
            "of all rounds\n", allocator[VARIANT_FT], allocator[VARIANT_GIL]);

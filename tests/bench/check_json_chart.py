@@ -8,7 +8,9 @@ and checks
   - the SVG is a well-formed XML document with an <svg> root, a scaling panel
     and the stop-the-world histogram;
   - without its data files (FTRT_BENCH_DATA_DIR pointing at an empty
-    directory) the driver notes it on stderr and still succeeds.
+    directory) the driver notes it on stderr and still succeeds;
+  - outside --smoke (one --quick round of stw) the GIL build's
+    stop-the-world measures, which have nothing to measure, are not run.
 Nothing timed is asserted.
 usage: check_json_chart.py FTRT_BENCH
 """
@@ -30,8 +32,8 @@ def check(cond, what):
     return cond
 
 
-def run(args, env=None):
-    r = subprocess.run([bench, '--smoke'] + args, capture_output=True, text=True,
+def run(args, env=None, mode='--smoke'):
+    r = subprocess.run([bench, mode] + args, capture_output=True, text=True,
                        env=env, timeout=600)
     # exit status 1 with the smoke summary: a measurement that produced no
     # positive number (on an overloaded machine a 5 ms sample can count no
@@ -130,6 +132,19 @@ with tempfile.TemporaryDirectory() as tmp:
         doc2 = json.load(f)
     check(doc2['anchors'] == [] and doc2['targets'] == [], 'anchors without a data file')
     check(doc2['environment']['reference_data']['anchors'] is None, 'reference_data.anchors')
+
+    # outside --smoke the GIL build's stop-the-world rows (it has no stops)
+    # are not run: the free-threaded rows only, and the runs counted so
+    js3 = os.path.join(tmp, 'r3.json')
+    r = run(['--rounds', '1', '--workload', 'stw', '--threads', '1', '--json', js3],
+            mode='--quick')
+    with open(js3) as f:
+        doc3 = json.load(f)
+    stw_builds = {m['build'] for m in doc3['measurements'] if m['workload'] == 'stw'}
+    check(stw_builds == {'ft'}, f'--quick stw rows of builds {stw_builds}, want ft only')
+    check(doc3['environment'].get('worker_runs') == 2,
+          f'--quick stw: {doc3["environment"].get("worker_runs")} worker runs, want 2')
+    check('ftrt-bench: 2 worker runs' in r.stderr, f'run count on stderr: {r.stderr[-300:]}')
 
 for f in failures:
     print('FAIL:', f)
