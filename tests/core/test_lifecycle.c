@@ -50,8 +50,9 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 #  define HEAP_COUNTER "jemalloc stats.allocated"
 /* Thread caches hold freed blocks that the arena statistics still count as
  * allocated (tens of KB, depending on which thread freed what); without them
- * stats.allocated is exact.  This binary only. */
-const char *malloc_conf = "tcache:false";
+ * stats.allocated is exact.  This binary only: it replaces the library's
+ * weak malloc_conf (sync/pymem_raw.c), whose setting it repeats. */
+const char *malloc_conf = "tcache:false,slab_sizes:1-256:1";
 #else
 #  define HEAP_COUNTER "mallinfo2"
 #endif

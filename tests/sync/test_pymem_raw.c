@@ -5,7 +5,13 @@
 #include "ft_alloc.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#ifdef FT_USE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 static bool
 all_zero(const void *p, size_t n)
@@ -224,6 +230,45 @@ Test(pymem_raw, sized_internal_allocator)
     cr_assert_null(ft_raw_calloc(16));
     ft_alloc_fail_after(0);
 }
+
+#ifdef FT_USE_JEMALLOC
+/* sync/pymem_raw.c's malloc_conf reached jemalloc: every size class up to
+ * 256 bytes has one-page slabs (jemalloc's default gives 80 bytes 5 pages).
+ * Skipped when MALLOC_CONF in the environment sets slab sizes itself. */
+Test(pymem_raw, jemalloc_small_classes_use_one_page_slabs)
+{
+    const char *env = getenv("MALLOC_CONF");
+    if (env != NULL && strstr(env, "slab_sizes") != NULL) {
+        cr_skip_test("MALLOC_CONF sets slab_sizes");
+    }
+    void *p = ft_raw_alloc(80);   /* jemalloc is initialised */
+    ft_raw_free(p, 80);
+    unsigned nbins = 0;
+    size_t len = sizeof nbins;
+    cr_assert_eq(mallctl("arenas.nbins", &nbins, &len, NULL, 0), 0);
+    size_t page = 0;
+    len = sizeof page;
+    cr_assert_eq(mallctl("arenas.page", &page, &len, NULL, 0), 0);
+    int small = 0;
+    for (unsigned i = 0; i < nbins; i++) {
+        char name[64];
+        size_t size = 0, slab = 0;
+        snprintf(name, sizeof name, "arenas.bin.%u.size", i);
+        len = sizeof size;
+        cr_assert_eq(mallctl(name, &size, &len, NULL, 0), 0);
+        if (size > 256) {
+            continue;
+        }
+        snprintf(name, sizeof name, "arenas.bin.%u.slab_size", i);
+        len = sizeof slab;
+        cr_assert_eq(mallctl(name, &slab, &len, NULL, 0), 0);
+        cr_assert_eq(slab, page, "size class %zu has %zu-byte slabs, want one page (%zu)",
+                     size, slab, page);
+        small++;
+    }
+    cr_assert_gt(small, 10, "only %d size classes up to 256 bytes", small);
+}
+#endif
 
 Test(pymem_raw, allocator_name)
 {
