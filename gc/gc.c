@@ -294,6 +294,10 @@ pause1(PyInterpreterState *interp, result *r)
         return;
     }
     r->listed = (int64_t)s.n;
+    /* The candidates with a legacy finalizer (tp_del), in number order, noted
+     * while their headers are in cache: a second pass over every header to
+     * look for them cost a fifth of pause 1 with 1e6 candidates. */
+    objvec with_del = {0};
     for (size_t i = 0; i < s.n; i++) {
         PyObject *op = s.objs[i];
         if (is_tracked(op) && !_Py_IsImmortal(op) && !(ft_gc_bits(op) & FT_GC_FROZEN) &&
@@ -301,21 +305,28 @@ pause1(PyInterpreterState *interp, result *r)
             s.state[i] = IN;
             s.refs[i] = (int64_t)Py_REFCNT(op);
             r->examined++;
-        }
-    }
-    subtract_and_mark(&s);
-    /* Legacy finalizers (tp_del) are never run by the collector: the object
-     * and everything it reaches stay alive (CPython's gc.garbage). */
-    for (size_t i = 0; i < s.n && !s.oom; i++) {
-        if (s.state[i] == IN && Py_TYPE(s.objs[i])->tp_del != NULL) {
-            PyObject *op = s.objs[i];
-            mark_from(&s, i);
-            if (!objvec_push(&r->legacy, op)) {
+            if (ft_unlikely(Py_TYPE(op)->tp_del != NULL) && !objvec_push(&with_del, op)) {
                 s.oom = true;
-                break;
             }
         }
     }
+    if (!s.oom) {
+        subtract_and_mark(&s);
+    }
+    /* Legacy finalizers (tp_del) are never run by the collector: the object
+     * and everything it reaches stay alive (CPython's gc.garbage).  One that
+     * an earlier one reaches is kept by that one, not listed itself. */
+    for (size_t k = 0; k < with_del.n && !s.oom; k++) {
+        PyObject *op = with_del.v[k];
+        size_t i = ft_gc_number(op);
+        if (s.state[i] == IN) {
+            mark_from(&s, i);
+            if (!objvec_push(&r->legacy, op)) {
+                s.oom = true;
+            }
+        }
+    }
+    PyMem_RawFree(with_del.v);
     if (s.oom) {
         r->legacy.n = 0;
         r->failed = true;
