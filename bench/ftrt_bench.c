@@ -2239,7 +2239,6 @@ main(int argc, char **argv)
     for (size_t k = 0; k < per_round; k++) {
         runs_per_round += job_runs(&o, &jobs[k / N_VARIANTS], (int)(k % N_VARIANTS));
     }
-    size_t total = per_round * (size_t)o.mode.rounds;
 
     run_summary rs = {.o = &o, .argc = argc, .argv = argv, .mach = machine_probe(),
                       .worker_runs = (int)(runs_per_round * (size_t)o.mode.rounds), .quiet = {.last_foreign = NAN}};

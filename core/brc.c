@@ -38,6 +38,15 @@
  *   - Drained by its own thread (ft_brc_merge_queued, from the safe point):
  *     take the whole queue and clear `pending` under the lock; merge and
  *     free without it (destructors run, and may queue more).
+ *   - Or drained by the cycle collector with the world stopped
+ *     (ft_brc_merge_all_stopped): every record's queue, taken the same way.
+ *     Merging on the owner's behalf is safe then for the reason the
+ *     out-of-memory fallback below gives; a FT_BREAK_MERGE request left on
+ *     the owner's state then finds an empty queue.  Objects that only the
+ *     queue still holds cannot be freed while the world is stopped (their
+ *     destructors would run): they keep that reference, in chunks handed
+ *     back to the collector, which drops it once the world runs
+ *     (ft_brc_release).
  *   - Closed by its own thread at exit (ft_brc_thread_exit): drain, lock,
  *     and if the queue is still empty unlink under that same lock, else
  *     drain again.  Once unlinked the thread is "exited": an enqueuer that
@@ -121,6 +130,15 @@ typedef struct brc_bucket {
 
 static brc_bucket buckets[BRC_BUCKETS];
 
+/* Pushes ever made (relaxed: a hint), and their number when the collector
+ * last began to drain every queue: equal means nothing was queued since, so
+ * ft_brc_merge_all_stopped need not take 256 locks.  A push that happens
+ * before a stop is seen by the stopping thread (the pusher's park releases,
+ * the requester acquires); one racing the drain changes the count after it
+ * was read, so the next drain looks. */
+static uint64_t _Atomic pushes;
+static uint64_t _Atomic pushes_drained;
+
 _Thread_local ft_brc_thread ft_brc_self __attribute__((tls_model("initial-exec")));
 
 static brc_bucket *
@@ -169,6 +187,7 @@ push_locked(ft_brc_thread *rec, PyObject *op)
         rec->queue = c = fresh;
     }
     c->objs[c->n++] = op;
+    atomic_fetch_add_explicit(&pushes, 1, memory_order_relaxed);
     return true;
 }
 
@@ -330,11 +349,75 @@ ft_brc_after_fork_child(void)
         tail = &(*tail)->next;
     }
     *tail = orphans;
+    atomic_fetch_add_explicit(&pushes, 1, memory_order_relaxed);
     atomic_store_explicit(&self->pending, 1, memory_order_relaxed);
     ft_tstate *cur = ft_current();
     if (cur != NULL) {
         atomic_fetch_or_explicit(&cur->breaker, FT_BREAK_MERGE, memory_order_relaxed);
     }
+}
+
+/* ---- the collector's side ------------------------------------------------------ */
+
+ft_brc_chunk *
+ft_brc_merge_all_stopped(void)
+{
+    uint64_t now = atomic_load_explicit(&pushes, memory_order_relaxed);
+    if (now == atomic_load_explicit(&pushes_drained, memory_order_relaxed)) {
+        return NULL;   /* nothing queued since the last drain */
+    }
+    atomic_store_explicit(&pushes_drained, now, memory_order_relaxed);
+    ft_brc_chunk *held = NULL;   /* chunks reused for the objects still held */
+    for (size_t i = 0; i < BRC_BUCKETS; i++) {
+        brc_bucket *b = &buckets[i];
+        ft_brc_chunk *taken = NULL;
+        ft_raw_mutex_lock(&b->lock);
+        for (ft_brc_thread *r = b->head; r != NULL; r = r->next) {
+            while (r->queue != NULL) {
+                ft_brc_chunk *c = r->queue;
+                r->queue = c->next;
+                c->next = taken;
+                taken = c;
+            }
+            atomic_store_explicit(&r->pending, 0, memory_order_relaxed);
+        }
+        ft_raw_mutex_unlock(&b->lock);
+        while (taken != NULL) {
+            ft_brc_chunk *c = taken;
+            taken = c->next;
+            size_t kept = 0;
+            for (size_t k = 0; k < c->n; k++) {
+                PyObject *op = c->objs[k];
+                if (_Py_IsImmortal(op)) {
+                    continue;   /* made immortal while queued (merge_chunks) */
+                }
+                /* Merge with the queue's reference still in; drop it unless
+                 * it is the last one (nobody else can decref meanwhile: the
+                 * world is stopped). */
+                if (ft_object_explicit_merge(op, 0) == 1) {
+                    c->objs[kept++] = op;
+                }
+                else {
+                    (void)ft_object_explicit_merge(op, -1);
+                }
+            }
+            c->n = kept;
+            if (kept == 0) {
+                ft_raw_free(c, sizeof *c);
+            }
+            else {
+                c->next = held;
+                held = c;
+            }
+        }
+    }
+    return held;
+}
+
+void
+ft_brc_release(ft_brc_chunk *held)
+{
+    merge_chunks(held, true);   /* merged already: each drops to 0 and is freed */
 }
 
 /* ---- the enqueuer's side ------------------------------------------------------- */

@@ -14,12 +14,14 @@
  *     PyGC_Collect ─ CAS collecting 0->1 (else return 0 at once)
  *       │
  *       ├─ PAUSE 1 (world stopped, reason "gc")
+ *       │    merge every thread's refcount merge queue (core/brc.c); what
+ *       │      only a queue held keeps that reference until the pause ends
  *       │    snapshot: number every listed object (ft_gc_heaps_snapshot)
  *       │    refs[i] = true count of each tracked, mortal object
  *       │    subtract: for each such object, tp_traverse decrements refs of
  *       │      the tracked objects it references
  *       │    mark: objects with refs > 0 are referenced from outside (a C
- *       │      local, a queued merge, a non-GC object...): they and all they
+ *       │      local, a non-GC object...): they and all they
  *       │      reach are reachable
  *       │    legacy tp_del objects among the rest go to the garbage list
  *       │      (CPython's gc.garbage); what they reach is kept with them
@@ -50,9 +52,14 @@
  *
  * REFERENCE COUNTS (free-threaded build)
  *   A parked owner does not write its local counts, so refs[i] = Py_REFCNT
- *   (local + shared) is exact.  An object in a merge queue still carries the
- *   queue's reference (core/brc.c), which no traverse reports, so it is
- *   reachable this time.  The collector's reference to an unreachable
+ *   (local + shared) is exact once the merge queues are merged: a queued
+ *   object carries the queue's reference (core/brc.c), which no traverse
+ *   reports, so pause 1 first merges every queue on the owners' behalf
+ *   (ft_brc_merge_all_stopped) and drops those references.  An object the
+ *   queue alone held keeps it through the pause (its destructor cannot run
+ *   with the world stopped), so it and what it reaches survive this
+ *   collection; it is freed by reference counting (ft_brc_release) as soon
+ *   as the world runs.  The collector's reference to an unreachable
  *   object it owns is a plain local increment; any other one's count is
  *   merged explicitly with +1 (ft_object_explicit_merge: allowed with the
  *   world stopped): from then on its count is shared and whichever thread
@@ -500,8 +507,10 @@ collect(ft_tstate *ts, bool automatic)
 
     result r = { 0 };
     ft_stop_the_world(interp, PyUnstable_STOP_GC);
+    ft_brc_chunk *held = ft_brc_merge_all_stopped();
     pause1(interp, &r);
     ft_start_the_world(interp);
+    ft_brc_release(held);   /* what only a merge queue held: freed now */
     int64_t t1 = ft_monotonic_ns();
     o.pause1_ns = (uint64_t)(t1 - t0);
     if (r.failed) {

@@ -332,10 +332,19 @@ FT_INTERNAL void ft_critical_section_resume(ft_tstate *ts);
  * FT_BREAK_MERGE safe-point request; ts is attached). */
 FT_INTERNAL void ft_brc_merge_queued(ft_tstate *ts);
 
+/* core/brc.c, for the cycle collector: with the world stopped by the
+ * caller, merge every thread's queued objects on their owners' behalf.
+ * Returns the chunks (NULL if none) of the objects whose only reference was
+ * the queue's: they keep it until ft_brc_release, which the caller must
+ * call attached, with the world running, to free them.  Assumes one
+ * interpreter, as the out-of-memory fallback of core/brc.c does. */
+typedef struct ft_brc_chunk ft_brc_chunk;
+FT_INTERNAL ft_brc_chunk *ft_brc_merge_all_stopped(void);
+FT_INTERNAL void ft_brc_release(ft_brc_chunk *held);
+
 /* core/brc.c: each OS thread's merge-queue record, in its own TLS (no
  * allocation, so a thread can always be found by its owner id).  The
  * protocol is at the top of core/brc.c. */
-typedef struct ft_brc_chunk ft_brc_chunk;
 typedef struct ft_brc_thread {
     uintptr_t tid;                   /* the thread's _Py_ThreadId(); 0: not in the table */
     struct ft_brc_thread *next;      /* bucket chain (bucket lock) */

@@ -33,6 +33,10 @@
  *     detached) is kept; collected once that thread drops it (F58);
  *   - cycles built across two threads, then dropped: collected by the main
  *     thread, whether the threads still live or have exited (F60);
+ *   - merge queues: an object whose owner stays detached and whose last
+ *     outside reference a non-owner dropped (so the owner's queue holds it):
+ *     a self-referencing list is collected, a plain list is freed by the
+ *     collection's merge;
  *   - one collection at a time (F59): a finalizer's PyGC_Collect returns 0;
  *     while a finalizer of one collection waits, another thread's calls all
  *     return 0, traverse nothing and complete no collection;
@@ -482,6 +486,92 @@ Test(gc, cycles_built_across_threads_that_exited_are_collected)
 Test(gc, cycles_built_across_live_threads_are_collected)
 {
     cycles_across_threads(true);
+}
+
+/* ---- merge queues: a reference a non-owner dropped ----------------------------------------- */
+
+/* The owner makes an object, gives its creation reference to the main thread
+ * (which drops it: the owner's merge queue takes it) and then stays detached,
+ * so it never merges.  A collection merges the queue itself. */
+enum { MQ_CYCLE, MQ_PLAIN };
+
+static struct {
+    int kind;
+    PyObject *_Atomic obj;      /* the owner's object, with one reference for main */
+    PyThreadState *_Atomic ts;  /* the owner's state */
+    atomic_int finish;
+} mq;
+
+static void *
+mq_owner(void *arg)
+{
+    (void)arg;
+    PyGILState_STATE g = PyGILState_Ensure();
+    /* a self-referencing list, or a list nothing else references */
+    PyObject *l = mq.kind == MQ_CYCLE ? self_cycle() : PyList_New(0);
+    atomic_store(&mq.ts, PyThreadState_Get());
+    atomic_store(&mq.obj, l);   /* NULL on failure: main reports it */
+    Py_BEGIN_ALLOW_THREADS      /* detached until the test ends: never merges */
+    TEST_HELPER_WAIT(atomic_load(&mq.finish), POLL_MS);
+    Py_END_ALLOW_THREADS
+    PyGILState_Release(g);
+    return NULL;
+}
+
+static void
+queued_reference(int kind)
+{
+    PyGC_Collect();
+    memset(&mq, 0, sizeof mq);
+    mq.kind = kind;
+    pthread_t t;
+    PyObject *op = NULL;
+    bool detached, queued = false;
+    long before = -1, after = -1;
+    Py_ssize_t n = -1;
+    Py_BEGIN_ALLOW_THREADS
+    t = test_start_thread(mq_owner, NULL);
+    /* detached first: a safe point of the owner's would merge the queue */
+    detached = TEST_POLL_UNTIL((op = atomic_load(&mq.obj)) != NULL &&
+                               kind_of(atomic_load(&mq.ts)) == FT_TS_DETACHED, POLL_MS);
+    Py_END_ALLOW_THREADS
+    if (op != NULL && detached) {
+        trace_on();
+        Py_DECREF(op);   /* not ours: free-threaded, the owner's queue takes the reference */
+        queued = !ft_free_threaded || shared_of(op) == _Py_REF_QUEUED;
+        before = atomic_load(&destroyed_lists);
+        n = PyGC_Collect();
+        after = atomic_load(&destroyed_lists);
+        trace_off();
+    }
+    atomic_store(&mq.finish, 1);
+    Py_BEGIN_ALLOW_THREADS
+    test_join_thread(t);
+    Py_END_ALLOW_THREADS
+    cr_assert_not_null(op, "the owner made no object");
+    cr_assert(detached, "the owner did not detach");
+    cr_assert(queued, "the drop did not go through the owner's merge queue");
+    if (kind == MQ_CYCLE) {
+        /* GIL build: the decref leaves the self-reference; the cycle is garbage */
+        cr_assert_eq(before, 0, "the cycle was freed before the collection");
+        cr_assert_eq(n, 1, "the collection found %zd objects, not the queued cycle", n);
+    }
+    else {
+        /* GIL build: freed by the decref itself */
+        cr_assert_eq(before, ft_free_threaded ? 0 : 1);
+        cr_assert_eq(n, 0, "a list without a cycle counted as collected");
+    }
+    cr_assert_eq(after, 1, "the list the owner's queue held was not freed");
+}
+
+Test(gc, a_cycle_whose_last_outside_reference_is_queued_is_collected)
+{
+    queued_reference(MQ_CYCLE);
+}
+
+Test(gc, an_object_only_a_merge_queue_holds_is_freed_by_a_collection)
+{
+    queued_reference(MQ_PLAIN);
 }
 
 /* ---- a user GC type ---------------------------------------------------------------------- */
