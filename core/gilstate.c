@@ -98,9 +98,11 @@ PyGILState_Ensure(void)
             fatal("PyGILState_Ensure", "out of memory creating a thread state");
         }
     }
-    ft_tstate_attach(ts, "PyGILState_Ensure");
+    bool granted = ft_tstate_attach(ts, "PyGILState_Ensure");
     ts->gilstate_counter++;
-    ft_safe_point(ts);
+    if (!granted) {
+        ft_safe_point(ts);   /* a granted attach runs the caller first (core/tstate.c) */
+    }
     return PyGILState_UNLOCKED;
 }
 
@@ -340,9 +342,11 @@ ensure(PyInterpreterState *interp, uintptr_t flags)
     if (cur) {
         ft_tstate_detach(cur);
     }
-    ft_tstate_attach(ts, "PyThreadState_Ensure");
+    bool granted = ft_tstate_attach(ts, "PyThreadState_Ensure");
     ts->ensure_counter++;
-    ft_safe_point(ts);
+    if (!granted) {
+        ft_safe_point(ts);   /* as PyGILState_Ensure */
+    }
     return make_token(cur, flags | TOKEN_SWITCHED);
 }
 

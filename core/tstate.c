@@ -63,9 +63,8 @@
  *   and waits for its answer, like any attached thread.  PyEval_RestoreThread
  *   and PyEval_AcquireThread also skip the safe point they make right after
  *   attaching when the attach was granted, so Py_END_ALLOW_THREADS returns
- *   to the caller's code; PyGILState_Ensure and PyThreadState_Ensure*
- *   (core/gilstate.c) keep theirs, so they may be suspended once more there
- *   and return after the next restart (which grants that attach too).
+ *   to the caller's code; so do PyGILState_Ensure and PyThreadState_Ensure*
+ *   (core/gilstate.c), so a callback from a foreign thread gets to run.
  *   Without the grant a restart only detached the parked thread, and a
  *   requester stopping again at once (a thread looping on gc.collect())
  *   re-suspended it before it was scheduled, forever.  The cost: the next
@@ -954,10 +953,10 @@ attach(ft_tstate *ts, const char *func)
     return attach_slow(ts, func);
 }
 
-void
+bool
 ft_tstate_attach(ft_tstate *ts, const char *func)
 {
-    (void)attach(ts, func);
+    return attach(ts, func);
 }
 
 void

@@ -242,8 +242,11 @@ static inline ft_tstate *ft_current(void) { return ft_tls_current; }
 
 /* Attach ts to the calling thread (fatal, naming `func`, if the thread has
  * an attached state already).  May block: GIL, stop-the-world; forever if
- * the interpreter is finalizing and ts is not the finalizing state. */
-FT_INTERNAL void ft_tstate_attach(ft_tstate *ts, const char *func);
+ * the interpreter is finalizing and ts is not the finalizing state.  True
+ * if a restart of the world granted the attach (core/tstate.c, FORWARD
+ * PROGRESS): a caller that makes a safe point right after attaching skips
+ * it then, so that its caller's code runs before the next stop. */
+FT_INTERNAL bool ft_tstate_attach(ft_tstate *ts, const char *func);
 /* Detach the calling thread's attached state ts. */
 FT_INTERNAL void ft_tstate_detach(ft_tstate *ts);
 /* Create a registered, detached state; NULL if out of memory. */

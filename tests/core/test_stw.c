@@ -1502,7 +1502,10 @@ Test(stw, stats_reset_waits_for_the_stop_in_progress, .timeout = FT_TIMEOUT(30))
  * count attached) while another thread stops the world back to back.
  * Without the guarantee the restart only detaches it, and the next stop
  * re-suspends it before it ever runs. */
+enum { LOOP_ALLOW_THREADS, LOOP_GILSTATE };
+
 typedef struct looper {
+    int mode;                   /* how it re-attaches: LOOP_* */
     PyThreadState *_Atomic ts;
     atomic_long attaches;       /* completed: counted attached, after the re-attach */
     atomic_int stop;
@@ -1511,10 +1514,32 @@ typedef struct looper {
     atomic_int done;
 } looper;
 
+/* LOOP_GILSTATE: a foreign thread calling back into the runtime in a loop;
+ * each PyGILState_Ensure re-attaches the thread's one (detached) state. */
+static void
+gilstate_loop(looper *l)
+{
+    PyGILState_STATE outer = PyGILState_Ensure();
+    atomic_store(&l->ts, PyThreadState_Get());
+    PyThreadState *saved = PyEval_SaveThread();
+    while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
+        PyGILState_STATE g = PyGILState_Ensure();
+        atomic_fetch_add_explicit(&l->attaches, 1, memory_order_relaxed);
+        PyGILState_Release(g);
+    }
+    PyEval_RestoreThread(saved);
+    PyGILState_Release(outer);
+    atomic_store(&l->done, 1);
+}
+
 static void *
 attach_loop(void *arg)
 {
     looper *l = arg;
+    if (l->mode == LOOP_GILSTATE) {
+        gilstate_loop(l);
+        return NULL;
+    }
     PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
     PyEval_RestoreThread(ts);
     atomic_store(&l->ts, ts);
@@ -1559,12 +1584,14 @@ until_waiting(PyThreadState *ts)
  * the stop waits for it.  Without the guarantee the restart only detaches
  * the looper and the next stop, microseconds later, suspends it again before
  * it has woken up: most rounds starve it. */
-Test(stw, attach_loop_makes_progress_during_a_stop_storm, .timeout = FT_TIMEOUT(60))
+static void
+stop_storm(int mode)
 {
     Py_Initialize();
     PyInterpreterState *interp = PyInterpreterState_Main();
     looper l;
     memset(&l, 0, sizeof l);
+    l.mode = mode;
     PyThreadState *me = PyEval_SaveThread();
     pthread_t t = test_start_thread(attach_loop, &l);
     cr_assert(TEST_POLL_UNTIL(atomic_load(&l.attaches) > 0, POLL_MS), "the looper never ran");
@@ -1621,6 +1648,18 @@ Test(stw, attach_loop_makes_progress_during_a_stop_storm, .timeout = FT_TIMEOUT(
     }
     cr_assert_eq(test_count_states(interp), 1);
     cr_assert_eq(Py_FinalizeEx(), 0);
+}
+
+Test(stw, attach_loop_makes_progress_during_a_stop_storm, .timeout = FT_TIMEOUT(60))
+{
+    stop_storm(LOOP_ALLOW_THREADS);
+}
+
+/* The same for PyGILState_Ensure, whose own safe point after a granted
+ * attach would otherwise suspend the looper again before its callback ran. */
+Test(stw, gilstate_loop_makes_progress_during_a_stop_storm, .timeout = FT_TIMEOUT(60))
+{
+    stop_storm(LOOP_GILSTATE);
 }
 
 /* The mechanism, deterministically: a thread parked in attach while the
