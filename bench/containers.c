@@ -298,6 +298,18 @@ sample(kind what, int threads, int64_t duration_ns)
     return rate;
 }
 
+typedef struct subjects {
+    const kind *kinds;
+    const bench_params *p;
+} subjects;
+
+static double
+subject_sample(void *ctx, size_t k)
+{
+    subjects *c = ctx;
+    return sample(c->kinds[k], c->p->threads, c->p->sample_ns);
+}
+
 static int
 measure(const bench_params *p, FILE *out, const char *workload, const kind *kinds,
         const char *const *names, size_t n, size_t baseline)
@@ -308,14 +320,7 @@ measure(const bench_params *p, FILE *out, const char *workload, const kind *kind
     }
     (void)bench_runtime_up();
     double ops[BENCH_MAX_SUBJECTS][BENCH_MAX_SAMPLES];
-    for (int s = 0; s < p->samples; s++) {
-        size_t order[BENCH_MAX_SUBJECTS];
-        bench_rotation((size_t)s, n, order);
-        for (size_t i = 0; i < n; i++) {
-            size_t k = order[i];
-            ops[k][s] = sample(kinds[k], p->threads, p->sample_ns);
-        }
-    }
+    bench_sample_rotating(p, n, subject_sample, &(subjects){kinds, p}, ops);
     bench_print_results(out, workload, p, "ops/s", names, n, baseline, ops);
     return bench_runtime_down(0);
 }

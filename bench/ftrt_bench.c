@@ -2241,7 +2241,8 @@ main(int argc, char **argv)
     }
 
     run_summary rs = {.o = &o, .argc = argc, .argv = argv, .mach = machine_probe(),
-                      .worker_runs = (int)(runs_per_round * (size_t)o.mode.rounds), .quiet = {.last_foreign = NAN}};
+                      .worker_runs = (int)(runs_per_round * (size_t)o.mode.rounds),
+                      .quiet = {.last_foreign = NAN}};
     printf("ftrt-bench %s, %s run: %d round%s of FT and GIL workers alternating, threads",
            FTRT_BENCH_VERSION, o.mode.name, o.mode.rounds, o.mode.rounds == 1 ? "" : "s");
     for (int i = 0; i < o.n_threads; i++) {

@@ -248,6 +248,19 @@ shared_sample(bool use_obj, PyObject *obj, int threads, int64_t duration_ns)
     return bench_team_run(threads, duration_ns, false, shared_member, &w, &failed);
 }
 
+typedef struct shared_ctx {
+    PyObject *obj;
+    const bench_params *p;
+} shared_ctx;
+
+/* subject 0: the shared object; 1: the atomic baseline */
+static double
+shared_subject(void *ctx, size_t k)
+{
+    shared_ctx *c = ctx;
+    return shared_sample(k == 0, c->obj, c->p->threads, c->p->sample_ns);
+}
+
 static int
 refcount_shared(const bench_params *p, FILE *out)
 {
@@ -259,14 +272,7 @@ refcount_shared(const bench_params *p, FILE *out)
     PyObject *obj = new_plain();
     static const char *const names[] = {"shared", "atomic"};
     double ops[2][BENCH_MAX_SAMPLES];
-    for (int s = 0; s < p->samples; s++) {
-        size_t order[2];
-        bench_rotation((size_t)s, 2, order);
-        for (size_t i = 0; i < 2; i++) {
-            size_t k = order[i];
-            ops[k][s] = shared_sample(k == 0, obj, p->threads, p->sample_ns);
-        }
-    }
+    bench_sample_rotating(p, 2, shared_subject, &(shared_ctx){obj, p}, ops);
     bench_print_results(out, "refshared", p, "ops/s", names, 2, 1, ops);
     if (Py_REFCNT(obj) != 1) {
         fail("shared: the count did not come back to 1");

@@ -617,6 +617,20 @@ sample(kind what, int threads, int64_t duration_ns, const own_objects *shared, l
     return rate;
 }
 
+typedef struct subjects {
+    const kind *kinds;
+    const bench_params *p;
+    const own_objects *shared;   /* dictmap's dict, NULL for pipeline */
+    long n_keys;
+} subjects;
+
+static double
+subject_sample(void *ctx, size_t k)
+{
+    subjects *c = ctx;
+    return sample(c->kinds[k], c->p->threads, c->p->sample_ns, c->shared, c->n_keys);
+}
+
 static int
 measure(const bench_params *p, FILE *out, const char *workload, const kind *kinds,
         const char *const *names, size_t n, size_t baseline)
@@ -633,15 +647,8 @@ measure(const bench_params *p, FILE *out, const char *workload, const kind *kind
         fail(workload, "out of memory");
     }
     double ops[BENCH_MAX_SUBJECTS][BENCH_MAX_SAMPLES];
-    for (int s = 0; s < p->samples; s++) {
-        size_t order[BENCH_MAX_SUBJECTS];
-        bench_rotation((size_t)s, n, order);
-        for (size_t i = 0; i < n; i++) {
-            size_t k = order[i];
-            ops[k][s] = sample(kinds[k], p->threads, p->sample_ns,
-                               dictmap ? &shared : NULL, n_keys);
-        }
-    }
+    subjects c = {kinds, p, dictmap ? &shared : NULL, n_keys};
+    bench_sample_rotating(p, n, subject_sample, &c, ops);
     Py_XDECREF(shared.dict);
     Py_XDECREF(shared.keys);
     bench_print_results(out, workload, p, "ops/s", names, n, baseline, ops);

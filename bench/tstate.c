@@ -547,6 +547,13 @@ churn_sample(churn_kind kind, int threads, int64_t duration_ns)
     return rate;
 }
 
+static double
+churn_subject(void *ctx, size_t k)
+{
+    const bench_params *p = ctx;
+    return churn_sample((churn_kind)k, p->threads, p->sample_ns);
+}
+
 int
 bench_churn_run(const bench_params *p, FILE *out)
 {
@@ -559,14 +566,7 @@ bench_churn_run(const bench_params *p, FILE *out)
     }
     runtime_up();
     double ops[N_CHURN][BENCH_MAX_SAMPLES];
-    for (int s = 0; s < p->samples; s++) {
-        size_t order[N_CHURN];
-        bench_rotation((size_t)s, N_CHURN, order);
-        for (int i = 0; i < N_CHURN; i++) {
-            size_t k = order[i];
-            ops[k][s] = churn_sample((churn_kind)k, p->threads, p->sample_ns);
-        }
-    }
+    bench_sample_rotating(p, N_CHURN, churn_subject, (void *)p, ops);
     bench_print_results(out, "churn", p, "ops/s", churn_names, N_CHURN, CHURN_RAW_ALLOC, ops);
     return bench_runtime_down(0);
 }

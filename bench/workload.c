@@ -74,23 +74,41 @@ bench_print_results(FILE *out, const char *workload, const bench_params *p, cons
     }
 }
 
-int
-bench_measure_calibrated(const bench_params *p, FILE *out, const char *workload,
-                         const bench_subject *subs, size_t n, size_t baseline)
+void
+bench_sample_rotating(const bench_params *p, size_t n, bench_sample_fn *sample, void *ctx,
+                      double values[][BENCH_MAX_SAMPLES])
 {
-    uint64_t iters[BENCH_MAX_SUBJECTS];
-    for (size_t k = 0; k < n; k++) {
-        iters[k] = bench_calibrate(subs[k].fn, subs[k].ctx, p->sample_ns);
-    }
-    double ns[BENCH_MAX_SUBJECTS][BENCH_MAX_SAMPLES];
     for (int s = 0; s < p->samples; s++) {
         size_t order[BENCH_MAX_SUBJECTS];
         bench_rotation((size_t)s, n, order);
         for (size_t i = 0; i < n; i++) {
-            size_t k = order[i];
-            ns[k][s] = (double)subs[k].fn(subs[k].ctx, iters[k]) / (double)iters[k];
+            values[order[i]][s] = sample(ctx, order[i]);
         }
     }
+}
+
+typedef struct calibrated {
+    const bench_subject *subs;
+    uint64_t iters[BENCH_MAX_SUBJECTS];
+} calibrated;
+
+static double
+calibrated_sample(void *ctx, size_t k)
+{
+    calibrated *c = ctx;
+    return (double)c->subs[k].fn(c->subs[k].ctx, c->iters[k]) / (double)c->iters[k];
+}
+
+int
+bench_measure_calibrated(const bench_params *p, FILE *out, const char *workload,
+                         const bench_subject *subs, size_t n, size_t baseline)
+{
+    calibrated c = {.subs = subs};
+    for (size_t k = 0; k < n; k++) {
+        c.iters[k] = bench_calibrate(subs[k].fn, subs[k].ctx, p->sample_ns);
+    }
+    double ns[BENCH_MAX_SUBJECTS][BENCH_MAX_SAMPLES];
+    bench_sample_rotating(p, n, calibrated_sample, &c, ns);
     const char *names[BENCH_MAX_SUBJECTS];
     for (size_t k = 0; k < n; k++) {
         names[k] = subs[k].name;

@@ -39,6 +39,15 @@ void bench_print_results(FILE *out, const char *workload, const bench_params *p,
                          const char *unit, const char *const *names, size_t n,
                          size_t baseline, double values[][BENCH_MAX_SAMPLES]);
 
+/* One sample of subject k (0 <= k < n) of bench_sample_rotating. */
+typedef double bench_sample_fn(void *ctx, size_t k);
+
+/* Take p->samples samples of each of n subjects into values[k][s], the
+ * order of the subjects rotating from one sample to the next
+ * (bench_rotation), so that no subject always runs first. */
+void bench_sample_rotating(const bench_params *p, size_t n, bench_sample_fn *sample, void *ctx,
+                           double values[][BENCH_MAX_SAMPLES]);
+
 /* Calibrate every subject, then take p->samples samples of each in rotating
  * order and print them (ns per operation).  Returns 0. */
 int bench_measure_calibrated(const bench_params *p, FILE *out, const char *workload,

@@ -312,7 +312,8 @@ pause1(PyInterpreterState *interp, result *r)
             s.state[i] = IN;
             s.refs[i] = (int64_t)Py_REFCNT(op);
             r->examined++;
-            if (ft_unlikely(Py_TYPE(op)->tp_del != NULL) && !objvec_push(&with_del, op)) {
+            if (ft_unlikely(Py_TYPE(op)->tp_del != NULL) && !s.oom &&
+                !objvec_push(&with_del, op)) {
                 s.oom = true;
             }
         }
